@@ -1,0 +1,163 @@
+"""The GraphQL object types, built from rows with plain attributes (no per-field resolvers)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import strawberry
+
+from graphql_api.api.context import Info
+from graphql_api.api.pagination import decode_cursor, encode_cursor, page_size
+from graphql_api.api.permissions import IsSelfOrAdmin, guard
+from graphql_api.db import models
+from graphql_api.errors import NotFound
+
+Role = strawberry.enum(models.Role, name="Role")
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    end_cursor: str | None
+
+
+@strawberry.type(name="User")
+class UserType:
+    id: strawberry.ID
+    name: str
+    picture_url: str | None
+    role: Role
+    created_at: datetime
+    pk: strawberry.Private[int]
+    email_address: strawberry.Private[str]
+
+    @strawberry.field(
+        description="Only the user themself and admins see it; everyone else gets null (no error).",
+        extensions=[guard(IsSelfOrAdmin(), silent=True)],
+    )
+    def email(self) -> str | None:
+        return self.email_address
+
+    @strawberry.field
+    async def categories(
+        self, info: Info, first: int | None = 20, after: str | None = strawberry.UNSET
+    ) -> CategoryConnection:
+        limit = page_size(first)
+        after_id = decode_cursor(after)
+        rows = await info.context.loaders.categories_by_owner.load((self.pk, after_id, limit + 1))
+        return CategoryConnection.build(rows, limit)
+
+    @classmethod
+    def of(cls, row: models.User) -> UserType:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            picture_url=row.picture_url,
+            role=row.role,
+            created_at=row.created_at,
+            pk=row.id,
+            email_address=row.email,
+        )
+
+
+@strawberry.type(name="Category")
+class CategoryType:
+    id: strawberry.ID
+    name: str
+    description: str | None
+    created_at: datetime
+    updated_at: datetime
+    owner_id: strawberry.Private[int]
+
+    @strawberry.field
+    async def owner(self, info: Info) -> UserType:
+        row = await info.context.loaders.user_by_id.load(self.owner_id)
+        if row is None:
+            raise NotFound("Owner not found.")
+        return UserType.of(row)
+
+    @classmethod
+    def of(cls, row: models.Category) -> CategoryType:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            name=row.name,
+            description=row.description,
+            created_at=row.created_at,
+            updated_at=row.updated_at,
+            owner_id=row.owner_id,
+        )
+
+
+@strawberry.type
+class UserEdge:
+    cursor: str
+    node: UserType
+
+
+@strawberry.type
+class UserConnection:
+    edges: list[UserEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def build(cls, rows: list[models.User], limit: int) -> UserConnection:
+        edges = [UserEdge(cursor=encode_cursor(r.id), node=UserType.of(r)) for r in rows[:limit]]
+        end = edges[-1].cursor if edges else None
+        return cls(edges=edges, page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end))
+
+
+@strawberry.type
+class CategoryEdge:
+    cursor: str
+    node: CategoryType
+
+
+@strawberry.type
+class CategoryConnection:
+    edges: list[CategoryEdge]
+    page_info: PageInfo
+
+    @classmethod
+    def build(cls, rows: list[models.Category], limit: int) -> CategoryConnection:
+        edges = [
+            CategoryEdge(cursor=encode_cursor(r.id), node=CategoryType.of(r)) for r in rows[:limit]
+        ]
+        end = edges[-1].cursor if edges else None
+        return cls(edges=edges, page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end))
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str
+    refresh_token: str | None
+    token_type: str
+    expires_in: int
+    user: UserType
+
+
+@strawberry.type(name="Session")
+class SessionType:
+    id: strawberry.ID
+    created_at: datetime
+    last_used_at: datetime
+    user_agent: str | None
+    current: bool
+
+
+@strawberry.input
+class UpdateUserInput:
+    name: str | None = strawberry.UNSET
+    picture_url: str | None = strawberry.UNSET
+    role: Role | None = strawberry.UNSET
+
+
+@strawberry.input
+class CreateCategoryInput:
+    name: str
+    description: str | None = strawberry.UNSET
+
+
+@strawberry.input
+class UpdateCategoryInput:
+    name: str | None = strawberry.UNSET
+    description: str | None = strawberry.UNSET

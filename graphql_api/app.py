@@ -1,0 +1,84 @@
+"""The application factory: ``graphql_api.app:create_app``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.cors import CORSMiddleware
+from starlette.responses import JSONResponse, Response
+
+from graphql_api.api.schema import build_schema
+from graphql_api.container import Container
+from graphql_api.settings import Settings
+from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
+from graphql_api.web.security_headers import SecurityHeaders
+
+logger = logging.getLogger("graphql_api")
+
+
+def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+    settings = settings or (container.settings if container else Settings())
+    settings.check_production()
+    if container is None:
+        container = Container(settings)
+    schema = build_schema(settings)
+    endpoint = GraphQLEndpoint(schema=schema, container=container)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.is_development:
+            logger.warning(
+                "DEVELOPMENT MODE: GraphiQL and introspection are on and cookies are not "
+                "Secure. Set GRAPHQL_API_ENV=production for real deployments.",
+                extra={"event": "development_mode"},
+            )
+        await container.start()
+        try:
+            yield
+        finally:
+            await container.close()
+
+    app = FastAPI(
+        title="graphql_api",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.container = container
+    app.add_route("/graphql", endpoint.post, methods=["POST"])
+    app.add_route("/graphql", endpoint.get, methods=["GET"])
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        try:
+            await container.db.ping()
+        except Exception:  # noqa: BLE001 - any failure means "not ready"
+            logger.warning("database not ready", extra={"event": "readyz_failed"})
+            return JSONResponse({"status": "unavailable"}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/.well-known/jwks.json", include_in_schema=False)
+    async def jwks() -> Response:
+        return JSONResponse(
+            container.keys.public_jwks(), headers={"cache-control": "public, max-age=300"}
+        )
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["POST"],
+            allow_headers=["authorization", "content-type", TRANSPORT_HEADER],
+            max_age=600,
+        )
+    app.add_middleware(SecurityHeaders)
+    return app

@@ -1,0 +1,240 @@
+"""Verification of Google ID tokens with google-auth, over a cached certificate set."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import google.auth.exceptions
+import google.auth.transport
+import jwt
+from google.oauth2 import id_token as google_id_token
+
+from graphql_api.clock import Clock
+
+logger = logging.getLogger("graphql_api.google")
+
+GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
+MIN_REFETCH_INTERVAL = 60.0
+DEFAULT_MAX_AGE = 300.0
+MAX_ID_TOKEN_LENGTH = 8192
+_MAX_AGE = re.compile(r"max-age=(\d+)")
+
+
+class InvalidGoogleToken(Exception):
+    """The ID token is not a valid Google sign-in for this service; reason for logs only."""
+
+
+@dataclass(frozen=True, slots=True)
+class GoogleIdentity:
+    sub: str
+    email: str
+    name: str
+    picture: str | None
+    token_id: str
+    expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class CertsResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+class CertsFetcher(Protocol):
+    async def fetch(self, url: str) -> CertsResponse: ...
+
+
+class HttpxCertsFetcher:
+    """Fetches certificates without blocking the event loop."""
+
+    def __init__(self, timeout: float = 5.0) -> None:
+        self.timeout = timeout
+
+    async def fetch(self, url: str) -> CertsResponse:
+        import httpx
+
+        async with httpx.AsyncClient(timeout=self.timeout, follow_redirects=False) as client:
+            response = await client.get(url)
+        return CertsResponse(
+            response.status_code,
+            {k.lower(): v for k, v in response.headers.items()},
+            response.content,
+        )
+
+
+class _Response(google.auth.transport.Response):
+    def __init__(self, body: bytes) -> None:
+        self._body = body
+
+    @property
+    def status(self) -> int:
+        return 200
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"content-type": "application/json"}
+
+    @property
+    def data(self) -> bytes:
+        return self._body
+
+
+class _CachedCertsRequest(google.auth.transport.Request):
+    """A google-auth transport that answers the certificate URL from our cache only."""
+
+    def __init__(self, url: str, body: bytes) -> None:
+        self._url = url
+        self._body = body
+
+    def __call__(self, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> _Response:
+        if url != self._url or method != "GET":
+            raise google.auth.exceptions.TransportError("unexpected request")
+        return _Response(self._body)
+
+
+class CertificateCache:
+    """Google's signing certificates, cached per Cache-Control max-age.
+
+    Refetched when stale, or at most once a minute when a token names a kid we do not
+    know; the last good set is kept when Google cannot be reached.
+    """
+
+    def __init__(self, *, url: str, fetcher: CertsFetcher, clock: Clock) -> None:
+        self.url = url
+        self.fetcher = fetcher
+        self.clock = clock
+        self._body: bytes | None = None
+        self._kids: frozenset[str] = frozenset()
+        self._fresh_until = 0.0
+        self._last_attempt = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def certificates(self, kid: str | None) -> bytes:
+        if self._needs_fetch(kid):
+            async with self._lock:
+                if self._needs_fetch(kid):
+                    await self._refresh(self.clock.timestamp())
+        if self._body is None:
+            raise InvalidGoogleToken("no certificates available")
+        return self._body
+
+    def _needs_fetch(self, kid: str | None) -> bool:
+        if self._body is None:
+            return True
+        now = self.clock.timestamp()
+        if now - self._last_attempt < MIN_REFETCH_INTERVAL:
+            return False
+        return now >= self._fresh_until or (kid is not None and kid not in self._kids)
+
+    async def _refresh(self, now: float) -> None:
+        self._last_attempt = now
+        try:
+            response = await self.fetcher.fetch(self.url)
+            if response.status != 200:
+                raise ValueError(f"status {response.status}")
+            kids = _kids_of(response.body)
+        except Exception as exc:  # noqa: BLE001 - any failure keeps the last good set
+            logger.warning(
+                "google certificates fetch failed; keeping the last good set",
+                extra={"event": "google_certs_fetch_failed", "reason": exc.__class__.__name__},
+            )
+            # Retry a failed fetch after the refetch interval, not on every request.
+            self._fresh_until = max(self._fresh_until, now + MIN_REFETCH_INTERVAL)
+            return
+        match = _MAX_AGE.search(response.headers.get("cache-control", ""))
+        max_age = float(match.group(1)) if match else DEFAULT_MAX_AGE
+        self._body = response.body
+        self._kids = kids
+        self._fresh_until = now + max(max_age, MIN_REFETCH_INTERVAL)
+
+
+def _kids_of(body: bytes) -> frozenset[str]:
+    import json
+
+    document = json.loads(body)
+    if not isinstance(document, dict):
+        raise ValueError("not a JSON object")
+    if "keys" in document:
+        return frozenset(str(k.get("kid")) for k in document["keys"] if isinstance(k, dict))
+    return frozenset(str(kid) for kid in document)
+
+
+class GoogleVerifier:
+    def __init__(
+        self,
+        *,
+        client_ids: list[str],
+        hosted_domains: list[str],
+        certs: CertificateCache,
+        clock: Clock,
+    ) -> None:
+        self.client_ids = list(client_ids)
+        self.hosted_domains = {d.lower() for d in hosted_domains}
+        self.certs = certs
+        self.clock = clock
+
+    async def verify(self, token: str, *, nonce: str | None) -> GoogleIdentity:
+        if not self.client_ids:
+            # Without an audience google-auth would accept a token minted for anyone.
+            raise InvalidGoogleToken("GOOGLE_CLIENT_IDS is not configured")
+        if len(token) > MAX_ID_TOKEN_LENGTH or token.count(".") != 2:
+            raise InvalidGoogleToken("malformed")
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as exc:
+            raise InvalidGoogleToken("unreadable header") from exc
+        body = await self.certs.certificates(kid if isinstance(kid, str) else None)
+        try:
+            claims: dict[str, Any] = dict(
+                google_id_token.verify_token(
+                    token,
+                    _CachedCertsRequest(self.certs.url, body),
+                    audience=self.client_ids,
+                    certs_url=self.certs.url,
+                    clock_skew_in_seconds=5,
+                )
+            )
+        except Exception as exc:  # noqa: BLE001 - every library failure means "not valid"
+            raise InvalidGoogleToken(exc.__class__.__name__) from exc
+        return self._identity(claims, nonce)
+
+    def _identity(self, claims: dict[str, Any], nonce: str | None) -> GoogleIdentity:
+        now = self.clock.timestamp()
+        if claims.get("iss") not in GOOGLE_ISSUERS:
+            raise InvalidGoogleToken("issuer")
+        if claims.get("aud") not in self.client_ids:
+            raise InvalidGoogleToken("audience")
+        exp = claims.get("exp")
+        if not isinstance(exp, int) or exp <= now - 5:
+            raise InvalidGoogleToken("expired")
+        if claims.get("email_verified") is not True:
+            raise InvalidGoogleToken("email not verified")
+        sub, email = claims.get("sub"), claims.get("email")
+        if not (isinstance(sub, str) and 0 < len(sub) <= 255 and isinstance(email, str) and email):
+            raise InvalidGoogleToken("sub/email")
+        if self.hosted_domains and str(claims.get("hd", "")).lower() not in self.hosted_domains:
+            raise InvalidGoogleToken("hosted domain")
+        if nonce is not None and not hmac.compare_digest(
+            str(claims.get("nonce", "")).encode(), nonce.encode()
+        ):
+            raise InvalidGoogleToken("nonce")
+        token_id = claims.get("jti")
+        if not isinstance(token_id, str) or not token_id:
+            # Older tokens carry no jti: the signed (iat, sub) pair is unique enough.
+            token_id = f"{sub}:{claims.get('iat')}:{claims.get('nonce', '')}"
+        name = claims.get("name")
+        picture = claims.get("picture")
+        return GoogleIdentity(
+            sub=sub,
+            email=email[:320],
+            name=(name if isinstance(name, str) and name.strip() else email.split("@")[0])[:100],
+            picture=picture if isinstance(picture, str) and picture.startswith("https://") else None,
+            token_id=token_id,
+            expires_at=exp,
+        )

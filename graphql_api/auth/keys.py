@@ -1,0 +1,161 @@
+"""The service's own signing keys: a JWKS file with private keys; the first signs, all verify."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+from cryptography.hazmat.primitives.serialization import Encoding, PrivateFormat, PublicFormat
+from cryptography.hazmat.primitives.serialization import NoEncryption
+
+MIN_HMAC_KEY_BYTES = 32
+
+
+class KeyFileError(Exception):
+    """The key file is missing, unreadable or holds a key we refuse to use."""
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class SigningKey:
+    """One key: its id, the one algorithm it may be used with, and the key material."""
+
+    kid: str
+    algorithm: str
+    signing_key: Any
+    verifying_key: Any
+
+    def public_jwk(self) -> dict[str, str] | None:
+        """The public half for the JWKS endpoint; None for symmetric keys (nothing is public)."""
+        if self.algorithm != "EdDSA":
+            return None
+        raw = self.verifying_key.public_bytes(Encoding.Raw, PublicFormat.Raw)
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": _b64(raw),
+            "kid": self.kid,
+            "alg": "EdDSA",
+            "use": "sig",
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class KeySet:
+    keys: tuple[SigningKey, ...]
+
+    def __post_init__(self) -> None:
+        if not self.keys:
+            raise KeyFileError("the key file holds no keys")
+        kids = [key.kid for key in self.keys]
+        if len(set(kids)) != len(kids):
+            raise KeyFileError("the key file repeats a kid")
+
+    @property
+    def current(self) -> SigningKey:
+        return self.keys[0]
+
+    def get(self, kid: str) -> SigningKey | None:
+        for key in self.keys:
+            if key.kid == kid:
+                return key
+        return None
+
+    def public_jwks(self) -> dict[str, list[dict[str, str]]]:
+        return {"keys": [jwk for key in self.keys if (jwk := key.public_jwk()) is not None]}
+
+
+def _parse_jwk(jwk: dict[str, Any]) -> SigningKey:
+    kid = jwk.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise KeyFileError("every key needs a non-empty string kid")
+    kty = jwk.get("kty")
+    if kty == "OKP" and jwk.get("crv") == "Ed25519":
+        if jwk.get("alg", "EdDSA") != "EdDSA" or "d" not in jwk:
+            raise KeyFileError(f"key {kid}: an Ed25519 key needs alg EdDSA and its private part d")
+        private = Ed25519PrivateKey.from_private_bytes(_unb64(jwk["d"]))
+        return SigningKey(kid, "EdDSA", private, private.public_key())
+    if kty == "oct":
+        if jwk.get("alg", "HS256") != "HS256":
+            raise KeyFileError(f"key {kid}: symmetric keys are HS256 only")
+        secret = _unb64(jwk.get("k", ""))
+        if len(secret) < MIN_HMAC_KEY_BYTES:
+            raise KeyFileError(f"key {kid}: HS256 keys must be at least 32 bytes")
+        return SigningKey(kid, "HS256", secret, secret)
+    raise KeyFileError(f"key {kid}: unsupported key type (use OKP Ed25519 or oct HS256)")
+
+
+def load_key_set(path: Path) -> KeySet:
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise KeyFileError(f"cannot read JWT keys file {path}: {exc.__class__.__name__}") from None
+    if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
+        raise KeyFileError(f"{path} is not a JWKS document")
+    return KeySet(tuple(_parse_jwk(jwk) for jwk in document["keys"]))
+
+
+def new_private_jwk(algorithm: str = "EdDSA") -> dict[str, str]:
+    kid = secrets.token_urlsafe(12)
+    if algorithm == "HS256":
+        return {"kty": "oct", "k": _b64(secrets.token_bytes(32)), "kid": kid, "alg": "HS256"}
+    if algorithm != "EdDSA":
+        raise KeyFileError("algorithm must be EdDSA or HS256")
+    private = Ed25519PrivateKey.generate()
+    public: Ed25519PublicKey = private.public_key()
+    return {
+        "kty": "OKP",
+        "crv": "Ed25519",
+        "d": _b64(private.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())),
+        "x": _b64(public.public_bytes(Encoding.Raw, PublicFormat.Raw)),
+        "kid": kid,
+        "alg": "EdDSA",
+        "use": "sig",
+    }
+
+
+def _write_private(path: Path, document: dict[str, Any]) -> None:
+    # Written beside the target then renamed, so a reader never sees half a file, and
+    # created 0600 because it holds private keys.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(document, handle, indent=2)
+        handle.write("\n")
+    os.replace(tmp, path)
+
+
+def generate_key_file(path: Path, *, algorithm: str = "EdDSA", overwrite: bool = False) -> str:
+    if path.exists() and not overwrite:
+        raise KeyFileError(f"{path} exists; use 'keys rotate' to add a key")
+    jwk = new_private_jwk(algorithm)
+    _write_private(path, {"keys": [jwk]})
+    return jwk["kid"]
+
+
+def rotate_key_file(path: Path, *, algorithm: str = "EdDSA", keep: int | None = None) -> str:
+    """Put a new signing key first; older keys stay for verification (the newest ``keep``)."""
+    load_key_set(path)
+    document = json.loads(path.read_text())
+    jwk = new_private_jwk(algorithm)
+    keys = [jwk, *document["keys"]]
+    if keep is not None:
+        keys = keys[: max(keep, 1)]
+    _write_private(path, {**document, "keys": keys})
+    return jwk["kid"]

@@ -1,0 +1,201 @@
+"""The operator's command line: ``graphql-api serve|migrate|export-schema|keys|users|dev-token``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from graphql_api.settings import ConfigurationError, Settings
+
+SCHEMA_FILE = Path("schema/schema.graphql")
+
+
+def _settings() -> Settings:
+    try:
+        settings = Settings()
+        settings.check_production()
+    except ConfigurationError as exc:
+        sys.exit(f"graphql-api: {exc}")
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "GRAPHQL_API_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        sys.exit(f"graphql-api: invalid {name}: {first['msg']}")
+    return settings
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from graphql_api.logging_config import configure_logging
+
+    settings = _settings()
+    configure_logging()
+    base = f"http://{args.host}:{args.port}"
+    print(f"graphql_api ({settings.env}) on {base}", flush=True)
+    print(f"  GraphQL endpoint: {base}/graphql (POST, application/json)", flush=True)
+    if settings.is_development:
+        print(f"  GraphiQL:         {base}/graphql", flush=True)
+        print(f"  Reference client: {base}/", flush=True)
+        print("  Access token:     graphql-api dev-token you@example.com", flush=True)
+        print("                    then in GraphiQL's Headers tab:", flush=True)
+        print('                    {"Authorization": "Bearer <token>"}', flush=True)
+    print(f"  Health:           {base}/healthz  {base}/readyz", flush=True)
+    uvicorn.run(
+        "graphql_api.app:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_config=None,
+        proxy_headers=False,
+        server_header=False,
+        timeout_graceful_shutdown=20,
+        access_log=False,
+    )
+    return 0
+
+
+def cmd_migrate(_args: argparse.Namespace) -> int:
+    from graphql_api.db.migrate import migrate
+
+    settings = _settings()
+    asyncio.run(migrate(settings.database_url))
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_export_schema(args: argparse.Namespace) -> int:
+    from graphql_api.api.schema import sdl
+
+    text = sdl()
+    path = Path(args.path)
+    if args.check:
+        current = path.read_text() if path.exists() else ""
+        if current != text:
+            print(f"{path} is out of date: run graphql-api export-schema", file=sys.stderr)
+            return 1
+        print(f"{path} matches the code")
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_keys(args: argparse.Namespace) -> int:
+    from graphql_api.auth.keys import KeyFileError, generate_key_file, rotate_key_file
+
+    path = Path(args.file)
+    try:
+        if args.action == "generate":
+            kid = generate_key_file(path, algorithm=args.algorithm, overwrite=args.force)
+            print(f"wrote {path} with signing key {kid}")
+        else:
+            kid = rotate_key_file(path, algorithm=args.algorithm, keep=args.keep)
+            print(f"{path}: {kid} now signs; older keys still verify. Restart to apply.")
+    except KeyFileError as exc:
+        print(f"graphql-api: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from graphql_api.container import Container
+    from graphql_api.db.models import Role
+    from graphql_api.errors import NotFound
+
+    role = Role[args.role.upper()] if args.role.upper() in Role.__members__ else None
+    if role is None:
+        print("graphql-api: ROLE must be USER or ADMIN", file=sys.stderr)
+        return 2
+
+    async def run() -> int:
+        container = Container(_settings())
+        try:
+            users = await container.users.set_role(email=args.email, role=role)
+        except NotFound as exc:
+            print(f"graphql-api: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await container.close()
+        for user in users:
+            print(f"user {user.id} <{user.email}> is now {role.value}")
+        return 0
+
+    return asyncio.run(run())
+
+
+def cmd_dev_token(args: argparse.Namespace) -> int:
+    from graphql_api.container import Container
+    from graphql_api.services.auth import Client
+
+    settings = _settings()
+    if not settings.is_development:
+        print("graphql-api: dev-token works only with GRAPHQL_API_ENV=development", file=sys.stderr)
+        return 1
+
+    async def run() -> str:
+        container = Container(settings)
+        try:
+            signed_in = await container.auth.dev_sign_in(
+                email=args.email, client=Client(ip="cli", user_agent="graphql-api dev-token")
+            )
+        finally:
+            await container.close()
+        return signed_in.access.token
+
+    print(asyncio.run(run()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="serve the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.set_defaults(func=cmd_serve)
+
+    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate.set_defaults(func=cmd_migrate)
+
+    export = commands.add_parser("export-schema", help="write schema/schema.graphql")
+    export.add_argument("--check", action="store_true", help="exit 1 if the file differs")
+    export.add_argument("--path", default=str(SCHEMA_FILE))
+    export.set_defaults(func=cmd_export_schema)
+
+    keys = commands.add_parser("keys", help="manage the JWT signing keys file")
+    keys.add_argument("action", choices=["generate", "rotate"])
+    keys.add_argument("--file", required=True)
+    keys.add_argument("--algorithm", choices=["EdDSA", "HS256"], default="EdDSA")
+    keys.add_argument("--force", action="store_true", help="generate: overwrite")
+    keys.add_argument("--keep", type=int, default=None, help="rotate: keep the newest N keys")
+    keys.set_defaults(func=cmd_keys)
+
+    users = commands.add_parser("users", help="manage users")
+    users_commands = users.add_subparsers(dest="users_command", required=True)
+    set_role = users_commands.add_parser("set-role", help="set the role of a user by email")
+    set_role.add_argument("email")
+    set_role.add_argument("role")
+    set_role.set_defaults(func=cmd_users)
+
+    dev_token = commands.add_parser("dev-token", help="print an access token (development)")
+    dev_token.add_argument("email")
+    dev_token.set_defaults(func=cmd_dev_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,112 @@
+"""Builds the service's collaborators once per process and wires them together."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from graphql_api.auth.google import CertificateCache, CertsFetcher, GoogleVerifier, HttpxCertsFetcher
+from graphql_api.auth.keys import KeySet, generate_key_file, load_key_set
+from graphql_api.auth.tokens import AccessTokenCodec
+from graphql_api.clock import Clock, SystemClock
+from graphql_api.db.engine import Database
+from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from graphql_api.services.auth import AuthService
+from graphql_api.services.categories import CategoryService
+from graphql_api.services.revocation import RevocationList
+from graphql_api.services.users import UserService
+from graphql_api.settings import Settings
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("graphql_api")
+
+DEV_KEYS_FILE = Path(".dev-jwt-keys.json")
+
+
+def load_signing_keys(settings: Settings) -> KeySet:
+    if settings.jwt_keys_file is not None:
+        return load_key_set(settings.jwt_keys_file)
+    settings.check_production()  # production never invents keys
+    if not DEV_KEYS_FILE.exists():
+        generate_key_file(DEV_KEYS_FILE)
+        logger.warning(
+            "DEVELOPMENT MODE: generated a signing key into %s. Never use it in production; "
+            "set GRAPHQL_API_JWT_KEYS_FILE (graphql-api keys generate --file FILE).",
+            DEV_KEYS_FILE.resolve(),
+            extra={"event": "dev_key_generated"},
+        )
+    return load_key_set(DEV_KEYS_FILE)
+
+
+class Container:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Clock | None = None,
+        certs_fetcher: CertsFetcher | None = None,
+        keys: KeySet | None = None,
+        limiter: RateLimiter | None = None,
+    ) -> None:
+        settings.check_production()
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.db = Database(
+            settings.database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
+        self.keys = keys or load_signing_keys(settings)
+        self.codec = AccessTokenCodec(
+            keys=self.keys,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            ttl=settings.access_token_ttl,
+            leeway=settings.jwt_leeway,
+            clock=self.clock,
+        )
+        self.google = GoogleVerifier(
+            client_ids=settings.google_client_ids,
+            hosted_domains=settings.google_hosted_domains,
+            certs=CertificateCache(
+                url=settings.google_certs_url,
+                fetcher=certs_fetcher or HttpxCertsFetcher(),
+                clock=self.clock,
+            ),
+            clock=self.clock,
+        )
+        self.redis: Redis | None = None
+        if limiter is None and settings.redis_url:
+            from redis.asyncio import Redis
+
+            self.redis = Redis.from_url(settings.redis_url)
+            limiter = RedisRateLimiter(self.redis)
+        self.limiter = limiter or MemoryRateLimiter()
+        self.revocations = RevocationList(
+            db=self.db,
+            clock=self.clock,
+            poll_interval=settings.revocation_poll_interval,
+            retention=settings.access_token_ttl + settings.jwt_leeway + 60,
+        )
+        self.auth = AuthService(
+            settings=settings,
+            db=self.db,
+            clock=self.clock,
+            codec=self.codec,
+            google=self.google,
+            revocations=self.revocations,
+            limiter=self.limiter,
+        )
+        self.users = UserService(db=self.db, clock=self.clock, revocations=self.revocations)
+        self.categories = CategoryService(db=self.db, clock=self.clock)
+
+    async def start(self) -> None:
+        await self.revocations.refresh(force=True)
+
+    async def close(self) -> None:
+        await self.db.dispose()
+        if self.redis is not None:
+            await self.redis.aclose()

@@ -1,0 +1,90 @@
+"""Sessions, their refresh tokens and the revocation log. Never commits."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from graphql_api.db.models import RefreshToken, Revocation, Session, UsedGoogleToken
+
+
+async def get(*, session: AsyncSession, session_id: str) -> Session | None:
+    return await session.get(Session, session_id)
+
+
+async def live_for_user(*, session: AsyncSession, user_id: int, now: datetime) -> list[Session]:
+    query = (
+        select(Session)
+        .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
+        .order_by(Session.created_at.desc(), Session.id)
+    )
+    return list(await session.scalars(query))
+
+
+async def find_refresh_token(*, session: AsyncSession, token_hash: str) -> RefreshToken | None:
+    return await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
+
+
+async def mark_rotated(*, session: AsyncSession, token_id: int, now: datetime) -> bool:
+    """Compare-and-set: true for exactly one caller, however many race on the same token."""
+    result = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == token_id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+    )
+    return result.rowcount == 1  # type: ignore[attr-defined]
+
+
+async def revoke(
+    *, session: AsyncSession, session_ids: list[str], user_id: int, now: datetime, reason: str
+) -> list[str]:
+    """End the given sessions (those still live) and log them; returns the ones ended."""
+    if not session_ids:
+        return []
+    live = list(
+        await session.scalars(
+            select(Session.id).where(Session.id.in_(session_ids), Session.revoked_at.is_(None))
+        )
+    )
+    if not live:
+        return []
+    await session.execute(
+        update(Session)
+        .where(Session.id.in_(live), Session.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+    await session.execute(delete(RefreshToken).where(RefreshToken.session_id.in_(live)))
+    session.add_all(
+        Revocation(session_id=sid, user_id=user_id, revoked_at=now, reason=reason) for sid in live
+    )
+    return live
+
+
+async def ids_for_user(*, session: AsyncSession, user_id: int) -> list[str]:
+    return list(await session.scalars(select(Session.id).where(Session.user_id == user_id)))
+
+
+async def revocations_since(*, session: AsyncSession, since: datetime) -> list[tuple[str, datetime]]:
+    rows = await session.execute(
+        select(Revocation.session_id, Revocation.revoked_at).where(Revocation.revoked_at >= since)
+    )
+    return [(sid, at) for sid, at in rows]
+
+
+async def prune(*, session: AsyncSession, revoked_before: datetime, now: datetime) -> None:
+    await session.execute(delete(Revocation).where(Revocation.revoked_at < revoked_before))
+    await session.execute(delete(UsedGoogleToken).where(UsedGoogleToken.expires_at < now))
+
+
+async def remember_google_token(
+    *, session: AsyncSession, token_id: str, expires_at: datetime
+) -> bool:
+    """Record a Google ID token as used; false if it was used before (a replay)."""
+    existing = await session.get(UsedGoogleToken, token_id)
+    if existing is not None:
+        return False
+    session.add(UsedGoogleToken(token_id=token_id, expires_at=expires_at))
+    await session.flush()
+    return True

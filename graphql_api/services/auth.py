@@ -1,0 +1,278 @@
+"""Sign-in and the session lifecycle: Google login, refresh rotation, logout, revocation."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.exc import IntegrityError
+
+from graphql_api.auth.google import GoogleVerifier, InvalidGoogleToken
+from graphql_api.auth.tokens import (
+    AccessTokenCodec,
+    IssuedAccessToken,
+    RefreshToken,
+    hash_refresh_token,
+    new_refresh_token,
+)
+from graphql_api.clock import Clock
+from graphql_api.db.engine import Database
+from graphql_api.db.models import RefreshToken as RefreshTokenRow
+from graphql_api.db.models import Role, Session, User
+from graphql_api.errors import NotFound, Unauthenticated
+from graphql_api.rate_limit import RateLimiter
+from graphql_api.repositories import sessions as sessions_repo
+from graphql_api.repositories import users as users_repo
+from graphql_api.services.revocation import RevocationList
+from graphql_api.settings import Settings
+
+audit = logging.getLogger("graphql_api.audit")
+
+SIGN_IN_FAILED = "Google sign-in failed."
+REFRESH_FAILED = "Refresh token is invalid, expired or revoked; sign in again."
+MAX_REFRESH_TOKEN_LENGTH = 256
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who is calling, as far as the HTTP layer can tell."""
+
+    ip: str
+    user_agent: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class SignedIn:
+    access: IssuedAccessToken
+    refresh_token: RefreshToken
+    user: User
+    session_id: str
+
+
+def _audit(event: str, outcome: str, client: Client, **fields: object) -> None:
+    audit.info(
+        f"{event} {outcome}",
+        extra={"event": event, "outcome": outcome, "client_ip": client.ip, **fields},
+    )
+
+
+class AuthService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        db: Database,
+        clock: Clock,
+        codec: AccessTokenCodec,
+        google: GoogleVerifier,
+        revocations: RevocationList,
+        limiter: RateLimiter,
+    ) -> None:
+        self.settings = settings
+        self.db = db
+        self.clock = clock
+        self.codec = codec
+        self.google = google
+        self.revocations = revocations
+        self.limiter = limiter
+
+    async def google_login(self, *, id_token: str, nonce: str | None, client: Client) -> SignedIn:
+        await self.limiter.hit(f"login:ip:{client.ip}", self.settings.login_rate)
+        try:
+            identity = await self.google.verify(id_token, nonce=nonce)
+        except InvalidGoogleToken as exc:
+            _audit("login", "rejected", client, reason=str(exc))
+            raise Unauthenticated(SIGN_IN_FAILED) from None
+        await self.limiter.hit(f"login:sub:{identity.sub}", self.settings.login_rate)
+        now = self.clock.now()
+        email = identity.email.lower()
+        try:
+            async with self.db.writer() as session:
+                fresh = await sessions_repo.remember_google_token(
+                    session=session,
+                    token_id=identity.token_id,
+                    expires_at=datetime.fromtimestamp(identity.expires_at, now.tzinfo),
+                )
+                if not fresh:
+                    raise _Replay
+                user = await users_repo.get_by_sub(session=session, google_sub=identity.sub)
+                if user is None:
+                    user = User(google_sub=identity.sub, role=Role.USER, created_at=now)
+                    session.add(user)
+                user.email = email
+                user.name = identity.name
+                user.picture_url = identity.picture
+                user.updated_at = now
+                if email in self.settings.admin_emails:
+                    user.role = Role.ADMIN
+                await session.flush()
+                row, refresh = self._new_session(user.id, now, client)
+                session.add(row)
+                await session.flush()
+                session.add(self._refresh_row(row.id, refresh, now))
+        except (_Replay, IntegrityError):
+            _audit("login", "replayed", client, reason="id token already used")
+            raise Unauthenticated(SIGN_IN_FAILED) from None
+        access = self.codec.issue(
+            user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
+        )
+        _audit("login", "success", client, user_id=user.id, session_id=row.id)
+        return SignedIn(access, refresh, user, row.id)
+
+    async def refresh(self, *, refresh_token: str, client: Client) -> SignedIn:
+        await self.limiter.hit(f"refresh:ip:{client.ip}", self.settings.refresh_rate)
+        if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
+            _audit("refresh", "rejected", client, reason="malformed")
+            raise Unauthenticated(REFRESH_FAILED)
+        token_hash = hash_refresh_token(refresh_token)
+        now = self.clock.now()
+        outcome = "rejected"
+        async with self.db.writer() as session:
+            found = await sessions_repo.find_refresh_token(session=session, token_hash=token_hash)
+            row = (
+                await sessions_repo.get(session=session, session_id=found.session_id)
+                if found
+                else None
+            )
+            if found is None or row is None:
+                outcome = "unknown"
+            elif not self._alive(row, now):
+                outcome = "expired"
+            elif found.rotated_at is not None or not await sessions_repo.mark_rotated(
+                session=session, token_id=found.id, now=now
+            ):
+                # A rotated token came back: either a thief or the victim holds a copy.
+                # End the whole session so that neither can keep it alive.
+                outcome = "reuse"
+                ended = await sessions_repo.revoke(
+                    session=session,
+                    session_ids=[row.id],
+                    user_id=row.user_id,
+                    now=now,
+                    reason="refresh_reuse",
+                )
+            else:
+                outcome = "success"
+                await self.limiter.hit(f"refresh:user:{row.user_id}", self.settings.refresh_rate)
+                refresh = new_refresh_token()
+                session.add(self._refresh_row(row.id, refresh, now))
+                row.last_used_at = now
+                if client.user_agent:
+                    row.user_agent = client.user_agent[:512]
+                row.ip = client.ip[:64]
+                user = await users_repo.get_by_id(session=session, user_id=row.user_id)
+                if user is None:
+                    outcome = "unknown"
+                    raise Unauthenticated(REFRESH_FAILED)
+        fields = {"user_id": row.user_id, "session_id": row.id} if row is not None else {}
+        _audit("refresh", outcome, client, **fields)
+        if outcome == "reuse":
+            self.revocations.add(ended)
+        if outcome != "success" or row is None:
+            raise Unauthenticated(REFRESH_FAILED)
+        access = self.codec.issue(
+            user_id=row.user_id, session_id=row.id, not_after=row.expires_at.timestamp()
+        )
+        return SignedIn(access, refresh, user, row.id)
+
+    async def logout(self, *, user_id: int, session_id: str, client: Client) -> bool:
+        ended = await self._revoke(user_id, [session_id], "logout")
+        _audit("logout", "success", client, user_id=user_id, session_id=session_id)
+        return bool(ended)
+
+    async def logout_all(self, *, user_id: int, client: Client) -> int:
+        now = self.clock.now()
+        async with self.db.reader() as session:
+            live = await sessions_repo.live_for_user(session=session, user_id=user_id, now=now)
+        ended = await self._revoke(user_id, [s.id for s in live], "logout_all")
+        _audit("logout_all", "success", client, user_id=user_id, sessions=len(ended))
+        return len(ended)
+
+    async def revoke_session(
+        self, *, user_id: int, session_id: str, client: Client
+    ) -> bool:
+        async with self.db.reader() as session:
+            row = await sessions_repo.get(session=session, session_id=session_id)
+        # Someone else's session and a missing one look the same: nothing to probe.
+        if row is None or row.user_id != user_id or not self._alive(row, self.clock.now()):
+            raise NotFound("Session not found.")
+        ended = await self._revoke(user_id, [session_id], "revoked")
+        _audit("revoke_session", "success", client, user_id=user_id, session_id=session_id)
+        return bool(ended)
+
+    async def sessions(self, *, user_id: int) -> list[Session]:
+        now = self.clock.now()
+        async with self.db.reader() as session:
+            rows = await sessions_repo.live_for_user(session=session, user_id=user_id, now=now)
+        idle = timedelta(seconds=self.settings.session_idle_ttl)
+        return [row for row in rows if row.last_used_at + idle > now]
+
+    async def session_is_live(self, session_id: str) -> bool:
+        return not await self.revocations.is_revoked(session_id)
+
+    async def _revoke(self, user_id: int, session_ids: list[str], reason: str) -> list[str]:
+        async with self.db.writer() as session:
+            ended = await sessions_repo.revoke(
+                session=session,
+                session_ids=session_ids,
+                user_id=user_id,
+                now=self.clock.now(),
+                reason=reason,
+            )
+        self.revocations.add(ended)
+        return ended
+
+    def _alive(self, row: Session, now: datetime) -> bool:
+        idle = timedelta(seconds=self.settings.session_idle_ttl)
+        return row.revoked_at is None and row.expires_at > now and row.last_used_at + idle > now
+
+    def _new_session(self, user_id: int, now: datetime, client: Client) -> tuple[Session, RefreshToken]:
+        row = Session(
+            id=secrets.token_urlsafe(18),
+            user_id=user_id,
+            created_at=now,
+            last_used_at=now,
+            expires_at=now + timedelta(seconds=self.settings.refresh_token_ttl),
+            user_agent=(client.user_agent or None) and client.user_agent[:512],
+            ip=client.ip[:64],
+        )
+        return row, new_refresh_token()
+
+    @staticmethod
+    def _refresh_row(session_id: str, token: RefreshToken, now: datetime) -> RefreshTokenRow:
+        return RefreshTokenRow(
+            session_id=session_id, token_hash=hash_refresh_token(token), created_at=now
+        )
+
+    async def dev_sign_in(self, *, email: str, client: Client) -> SignedIn:
+        """Development only (the CLI checks): a session for an existing user, no Google."""
+        now = self.clock.now()
+        async with self.db.writer() as session:
+            users = await users_repo.get_by_email(session=session, email=email.lower())
+            if users:
+                user = users[0]
+            else:
+                user = User(
+                    google_sub=f"dev:{email.lower()}",
+                    email=email.lower(),
+                    name=email.split("@")[0][:100] or "dev",
+                    role=Role.ADMIN if email.lower() in self.settings.admin_emails else Role.USER,
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(user)
+                await session.flush()
+            row, refresh = self._new_session(user.id, now, client)
+            session.add(row)
+            await session.flush()
+            session.add(self._refresh_row(row.id, refresh, now))
+        access = self.codec.issue(
+            user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
+        )
+        return SignedIn(access, refresh, user, row.id)
+
+
+class _Replay(Exception):
+    pass

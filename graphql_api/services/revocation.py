@@ -1,0 +1,77 @@
+"""Which sessions have ended: an in-process set kept fresh from the revocation log.
+
+Checking a token must not cost a database round trip per request. Each process keeps
+the ids of recently ended sessions in memory and re-reads the log at most every
+``poll_interval`` seconds (one small indexed query for the whole process, awaited by the
+request that finds the set stale), so a logout in one process is refused by every other
+process serving the same database within ``poll_interval`` (<= 1 s). Entries older than
+an access token's lifetime are dropped: such tokens have expired anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+from graphql_api.clock import Clock
+from graphql_api.db.engine import Database
+from graphql_api.repositories import sessions as sessions_repo
+
+# Re-read this much of the log before the last poll: a transaction that committed just
+# after our previous read may carry an older revoked_at.
+OVERLAP = timedelta(seconds=30)
+
+
+class RevocationList:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        poll_interval: float,
+        retention: float,
+    ) -> None:
+        self.db = db
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.retention = retention
+        self._revoked: dict[str, float] = {}
+        self._polled_at = float("-inf")  # monotonic time of the last successful poll
+        self._since = None
+        self._lock = asyncio.Lock()
+        self.polls = 0
+
+    async def is_revoked(self, session_id: str) -> bool:
+        if time.monotonic() - self._polled_at >= self.poll_interval:
+            await self.refresh()
+        return session_id in self._revoked
+
+    def add(self, session_ids: list[str]) -> None:
+        """Sessions ended by this process: refused here at once, before any poll."""
+        now = self.clock.timestamp()
+        for sid in session_ids:
+            self._revoked[sid] = now
+
+    async def refresh(self, *, force: bool = False) -> None:
+        async with self._lock:
+            # Whoever waited on the lock finds the set refreshed by the holder.
+            if not force and time.monotonic() - self._polled_at < self.poll_interval:
+                return
+            started = time.monotonic()
+            now = self.clock.now()
+            since = (
+                now - timedelta(seconds=self.retention)
+                if self._since is None
+                else self._since - OVERLAP
+            )
+            async with self.db.reader() as session:
+                rows = await sessions_repo.revocations_since(session=session, since=since)
+            for sid, revoked_at in rows:
+                self._revoked[sid] = revoked_at.timestamp()
+            self._since = now
+            self._polled_at = started
+            self.polls += 1
+            horizon = self.clock.timestamp() - self.retention
+            if len(self._revoked) > 1024 or self.polls % 128 == 0:
+                self._revoked = {s: at for s, at in self._revoked.items() if at >= horizon}

@@ -1,0 +1,62 @@
+"""Input rules shared by the services: lengths, characters and URL schemes."""
+
+from __future__ import annotations
+
+import unicodedata
+from urllib.parse import urlsplit
+
+from graphql_api.errors import BadUserInput
+
+NAME_MAX = 100
+DESCRIPTION_MAX = 1000
+URL_MAX = 2048
+
+
+def _has_control(text: str, allowed: str = "") -> bool:
+    return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in text)
+
+
+def clean_name(value: str, *, field: str = "name") -> str:
+    name = value.strip()
+    if not 1 <= len(name) <= NAME_MAX:
+        raise BadUserInput(f"{field} must be 1 to {NAME_MAX} characters.", field=field)
+    if _has_control(name):
+        raise BadUserInput(f"{field} must not contain control characters.", field=field)
+    return name
+
+
+def clean_description(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > DESCRIPTION_MAX:
+        raise BadUserInput(
+            f"description must be at most {DESCRIPTION_MAX} characters.", field="description"
+        )
+    if _has_control(value, allowed="\n\t\r"):
+        raise BadUserInput("description must not contain control characters.", field="description")
+    return value
+
+
+def clean_picture_url(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if len(value) > URL_MAX:
+        raise BadUserInput(f"pictureUrl must be at most {URL_MAX} characters.", field="pictureUrl")
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        raise BadUserInput("pictureUrl must be an https URL.", field="pictureUrl") from None
+    if (
+        parts.scheme != "https"
+        or not parts.hostname
+        or parts.username is not None
+        or any(ch.isspace() for ch in value)
+        or _has_control(value)
+    ):
+        raise BadUserInput("pictureUrl must be an https URL.", field="pictureUrl")
+    return value
+
+
+def name_key(name: str) -> str:
+    """The form in which two category names count as the same."""
+    return unicodedata.normalize("NFKC", name).casefold()

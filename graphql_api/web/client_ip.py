@@ -1,0 +1,38 @@
+"""The client's IP address, trusting X-Forwarded-For only from configured proxies."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_proxies(entries: Sequence[str]) -> tuple[Network, ...]:
+    return tuple(ipaddress.ip_network(entry, strict=False) for entry in entries)
+
+
+def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in proxies)
+
+
+def client_ip(peer: str | None, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
+    """Off by default: without trusted proxies, the TCP peer is the client."""
+    address = peer or "unknown"
+    if not proxies or not forwarded_for or not _trusted(address, proxies):
+        return address
+    # Walk from the nearest hop outwards; the first address not ours is the client.
+    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+        if not hop:
+            continue
+        if not _trusted(hop, proxies):
+            try:
+                return str(ipaddress.ip_address(hop))
+            except ValueError:
+                return address
+        address = hop
+    return address
