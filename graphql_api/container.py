@@ -6,7 +6,12 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from graphql_api.auth.google import CertificateCache, CertsFetcher, GoogleVerifier, HttpxCertsFetcher
+from graphql_api.auth.google import (
+    CertificateCache,
+    CertsFetcher,
+    GoogleVerifier,
+    HttpxCertsFetcher,
+)
 from graphql_api.auth.keys import KeySet, generate_key_file, load_key_set
 from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock

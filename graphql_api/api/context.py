@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 import strawberry
 
 from graphql_api.api.loaders import Loaders
+from graphql_api.errors import Unauthenticated
 from graphql_api.services.auth import Client
 
 if TYPE_CHECKING:
@@ -43,6 +44,17 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(self.container.db)
+
+    def require_user(self) -> int:
+        """The caller's user id; the field's IsAuthenticated guard has already run."""
+        if self.user_id is None:
+            raise Unauthenticated()
+        return self.user_id
+
+    def require_session(self) -> str:
+        if self.session_id is None:
+            raise Unauthenticated()
+        return self.session_id
 
     async def viewer(self) -> User | None:
         if self.user_id is None:

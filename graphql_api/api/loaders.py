@@ -30,9 +30,7 @@ class Loaders:
 
     async def _categories(self, ids: Sequence[int]) -> list[Category | None]:
         async with self.db.reader() as session:
-            rows = {
-                c.id: c for c in await categories_repo.get_by_ids(session=session, ids=ids)
-            }
+            rows = {c.id: c for c in await categories_repo.get_by_ids(session=session, ids=ids)}
         return [rows.get(i) for i in ids]
 
     async def _owner_pages(self, keys: Sequence[OwnerPageKey]) -> list[list[Category]]:

@@ -41,7 +41,7 @@ def _signed_in(info: Info, signed_in: SignedIn) -> AuthPayload:
     return AuthPayload(
         access_token=signed_in.access.token,
         refresh_token=refresh,
-        token_type="Bearer",
+        token_type="Bearer",  # noqa: S106 - the scheme name, not a secret
         expires_in=signed_in.access.expires_in,
         user=UserType.of(signed_in.user),
     )
@@ -67,7 +67,9 @@ class Mutation:
         return _signed_in(info, signed_in)
 
     @strawberry.mutation(description="Public. Rotates a refresh token; falls back to the cookie.")
-    async def refresh_token(self, info: Info, refresh_token: str | None = strawberry.UNSET) -> AuthPayload:
+    async def refresh_token(
+        self, info: Info, refresh_token: str | None = strawberry.UNSET
+    ) -> AuthPayload:
         ctx = info.context
         token = refresh_token if isinstance(refresh_token, str) else None
         if token is None:
@@ -82,9 +84,8 @@ class Mutation:
     @strawberry.mutation(extensions=[guard(IsAuthenticated())])
     async def logout(self, info: Info) -> bool:
         ctx = info.context
-        assert ctx.user_id is not None and ctx.session_id is not None
         await ctx.container.auth.logout(
-            user_id=ctx.user_id, session_id=ctx.session_id, client=ctx.client
+            user_id=ctx.require_user(), session_id=ctx.require_session(), client=ctx.client
         )
         ctx.cookie_changes.append(CookieChange(None))
         return True
@@ -92,17 +93,17 @@ class Mutation:
     @strawberry.mutation(extensions=[guard(IsAuthenticated())])
     async def logout_all(self, info: Info) -> int:
         ctx = info.context
-        assert ctx.user_id is not None
-        count = await ctx.container.auth.logout_all(user_id=ctx.user_id, client=ctx.client)
+        user_id = ctx.require_user()
+        count = await ctx.container.auth.logout_all(user_id=user_id, client=ctx.client)
         ctx.cookie_changes.append(CookieChange(None))
         return count
 
     @strawberry.mutation(extensions=[guard(IsAuthenticated())])
     async def revoke_session(self, info: Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        assert ctx.user_id is not None
+        user_id = ctx.require_user()
         return await ctx.container.auth.revoke_session(
-            user_id=ctx.user_id, session_id=str(id)[:64], client=ctx.client
+            user_id=user_id, session_id=str(id)[:64], client=ctx.client
         )
 
     @strawberry.mutation(extensions=[guard(IsAuthenticated(), IsSelfOrAdmin())])
@@ -126,16 +127,16 @@ class Mutation:
     @strawberry.mutation(extensions=[guard(IsAuthenticated(), IsSelfOrAdmin())])
     async def delete_user(self, info: Info, id: strawberry.ID) -> bool:
         ctx = info.context
-        assert ctx.user_id is not None
-        await ctx.container.users.delete(actor_id=ctx.user_id, user_id=_id(id, "User"))
+        user_id = ctx.require_user()
+        await ctx.container.users.delete(actor_id=user_id, user_id=_id(id, "User"))
         return True
 
     @strawberry.mutation(extensions=[guard(IsAuthenticated())])
     async def create_category(self, info: Info, input: CreateCategoryInput) -> CategoryType:
         ctx = info.context
-        assert ctx.user_id is not None
+        user_id = ctx.require_user()
         row = await ctx.container.categories.create(
-            owner_id=ctx.user_id,
+            owner_id=user_id,
             name=input.name,
             description=input.description if isinstance(input.description, str) else None,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import strawberry
+from strawberry.extensions.field_extension import FieldExtension
 
 from graphql_api.api.context import Info
 from graphql_api.api.pagination import decode_cursor, page_size, parse_id
@@ -18,7 +19,7 @@ from graphql_api.errors import Unauthenticated
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
 
-AUTHENTICATED = [guard(IsAuthenticated())]
+AUTHENTICATED: list[FieldExtension] = [guard(IsAuthenticated())]
 
 
 @strawberry.type
@@ -74,8 +75,8 @@ class Query:
     @strawberry.field(extensions=AUTHENTICATED)
     async def my_sessions(self, info: Info) -> list[SessionType]:
         ctx = info.context
-        assert ctx.user_id is not None
-        rows = await ctx.container.auth.sessions(user_id=ctx.user_id)
+        user_id = ctx.require_user()
+        rows = await ctx.container.auth.sessions(user_id=user_id)
         return [
             SessionType(
                 id=strawberry.ID(row.id),

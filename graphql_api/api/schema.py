@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import strawberry
-from graphql import GraphQLError
-from strawberry.extensions import (
-    DisableValidation,
-    MaxAliasesLimiter,
-    MaxTokensLimiter,
-    ParserCache,
-    QueryDepthLimiter,
-    SchemaExtension,
-    ValidationCache,
+from graphql import (
+    ASTValidationRule,
+    GraphQLError,
+    NoSchemaIntrospectionCustomRule,
+    specified_rules,
 )
-from strawberry.extensions.disable_introspection import DisableIntrospection
+from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
+from graphql_api.api.document_cache import CachedValidation, DocumentCache
 from graphql_api.api.error_mapping import client_error
 from graphql_api.api.mutations import Mutation
 from graphql_api.api.queries import Query
 from graphql_api.settings import Settings
-
-_ = DisableValidation  # never used: validation is a security boundary here
 
 
 class ApiSchema(strawberry.Schema):
@@ -43,25 +36,27 @@ class ApiSchema(strawberry.Schema):
         ]
 
 
+def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
+    """GraphQL's own rules plus the query limits, built once per schema."""
+    rules: list[type[ASTValidationRule]] = list(specified_rules)
+    rules.extend(QueryDepthLimiter(max_depth=settings.max_depth).validation_rules)
+    rules.extend(MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
+    if not settings.is_development:
+        rules.append(NoSchemaIntrospectionCustomRule)
+    return rules
+
+
 def build_schema(settings: Settings | None = None) -> ApiSchema:
     settings = settings or Settings()
-    development = settings.is_development
-    extensions: list[type[SchemaExtension] | SchemaExtension | Any] = [
-        MaxTokensLimiter(max_token_count=settings.max_tokens),
-        ParserCache(maxsize=256),
-        QueryDepthLimiter(max_depth=settings.max_depth),
-        MaxAliasesLimiter(max_alias_count=settings.max_aliases),
-        ValidationCache(maxsize=256),
-    ]
-    if not development:
-        extensions.append(DisableIntrospection())
+    cache = DocumentCache(rules=validation_rules(settings), max_tokens=settings.max_tokens)
     schema = ApiSchema(
         query=Query,
         mutation=Mutation,
-        extensions=extensions,
-        config=StrawberryConfig(disable_field_suggestions=not development),
+        # A factory: each request gets a fresh extension; the cache is shared.
+        extensions=[lambda: CachedValidation(cache)],
+        config=StrawberryConfig(disable_field_suggestions=not settings.is_development),
     )
-    schema.hide_hints = not development
+    schema.hide_hints = not settings.is_development
     return schema
 
 

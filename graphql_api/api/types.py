@@ -12,7 +12,8 @@ from graphql_api.api.permissions import IsSelfOrAdmin, guard
 from graphql_api.db import models
 from graphql_api.errors import NotFound
 
-Role = strawberry.enum(models.Role, name="Role")
+Role = models.Role
+strawberry.enum(Role, name="Role")
 
 
 @strawberry.type

@@ -94,7 +94,7 @@ class _CachedCertsRequest(google.auth.transport.Request):
 
     def __call__(self, url: str, method: str = "GET", *args: Any, **kwargs: Any) -> _Response:
         if url != self._url or method != "GET":
-            raise google.auth.exceptions.TransportError("unexpected request")
+            raise google.auth.exceptions.TransportError("unexpected request")  # type: ignore[no-untyped-call]
         return _Response(self._body)
 
 
@@ -234,7 +234,9 @@ class GoogleVerifier:
             sub=sub,
             email=email[:320],
             name=(name if isinstance(name, str) and name.strip() else email.split("@")[0])[:100],
-            picture=picture if isinstance(picture, str) and picture.startswith("https://") else None,
+            picture=picture
+            if isinstance(picture, str) and picture.startswith("https://")
+            else None,
             token_id=token_id,
             expires_at=exp,
         )

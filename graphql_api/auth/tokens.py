@@ -13,7 +13,7 @@ import jwt
 from graphql_api.auth.keys import KeySet
 from graphql_api.clock import Clock
 
-ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_TYPE = "at+jwt"  # noqa: S105 - a media type, not a secret
 REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "sid")
 # Headers that would let the token pick its own verification key: never honoured.
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})

@@ -18,9 +18,7 @@ async def get_by_id(*, session: AsyncSession, category_id: int) -> Category | No
     return await session.get(Category, category_id)
 
 
-async def name_taken(
-    *, session: AsyncSession, name_key: str, except_id: int | None = None
-) -> bool:
+async def name_taken(*, session: AsyncSession, name_key: str, except_id: int | None = None) -> bool:
     query = select(Category.id).where(Category.name_key == name_key)
     if except_id is not None:
         query = query.where(Category.id != except_id)

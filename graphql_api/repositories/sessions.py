@@ -34,7 +34,7 @@ async def mark_rotated(*, session: AsyncSession, token_id: int, now: datetime) -
         .where(RefreshToken.id == token_id, RefreshToken.rotated_at.is_(None))
         .values(rotated_at=now)
     )
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
 async def revoke(
@@ -66,7 +66,9 @@ async def ids_for_user(*, session: AsyncSession, user_id: int) -> list[str]:
     return list(await session.scalars(select(Session.id).where(Session.user_id == user_id)))
 
 
-async def revocations_since(*, session: AsyncSession, since: datetime) -> list[tuple[str, datetime]]:
+async def revocations_since(
+    *, session: AsyncSession, since: datetime
+) -> list[tuple[str, datetime]]:
     rows = await session.execute(
         select(Revocation.session_id, Revocation.revoked_at).where(Revocation.revoked_at >= since)
     )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from graphql_api.auth.google import GoogleVerifier, InvalidGoogleToken
 from graphql_api.auth.tokens import (
@@ -126,56 +127,54 @@ class AuthService:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             _audit("refresh", "rejected", client, reason="malformed")
             raise Unauthenticated(REFRESH_FAILED)
-        token_hash = hash_refresh_token(refresh_token)
-        now = self.clock.now()
-        outcome = "rejected"
         async with self.db.writer() as session:
-            found = await sessions_repo.find_refresh_token(session=session, token_hash=token_hash)
-            row = (
-                await sessions_repo.get(session=session, session_id=found.session_id)
-                if found
-                else None
-            )
-            if found is None or row is None:
-                outcome = "unknown"
-            elif not self._alive(row, now):
-                outcome = "expired"
-            elif found.rotated_at is not None or not await sessions_repo.mark_rotated(
-                session=session, token_id=found.id, now=now
-            ):
-                # A rotated token came back: either a thief or the victim holds a copy.
-                # End the whole session so that neither can keep it alive.
-                outcome = "reuse"
-                ended = await sessions_repo.revoke(
-                    session=session,
-                    session_ids=[row.id],
-                    user_id=row.user_id,
-                    now=now,
-                    reason="refresh_reuse",
-                )
-            else:
-                outcome = "success"
-                await self.limiter.hit(f"refresh:user:{row.user_id}", self.settings.refresh_rate)
-                refresh = new_refresh_token()
-                session.add(self._refresh_row(row.id, refresh, now))
-                row.last_used_at = now
-                if client.user_agent:
-                    row.user_agent = client.user_agent[:512]
-                row.ip = client.ip[:64]
-                user = await users_repo.get_by_id(session=session, user_id=row.user_id)
-                if user is None:
-                    outcome = "unknown"
-                    raise Unauthenticated(REFRESH_FAILED)
+            rotation = await self._rotate(session, hash_refresh_token(refresh_token), client)
+        row = rotation.row
         fields = {"user_id": row.user_id, "session_id": row.id} if row is not None else {}
-        _audit("refresh", outcome, client, **fields)
-        if outcome == "reuse":
-            self.revocations.add(ended)
-        if outcome != "success" or row is None:
+        _audit("refresh", rotation.outcome, client, **fields)
+        self.revocations.add(rotation.ended)
+        if rotation.outcome != "success" or row is None or rotation.user is None:
             raise Unauthenticated(REFRESH_FAILED)
+        assert rotation.refresh is not None  # noqa: S101 - set on success
         access = self.codec.issue(
             user_id=row.user_id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
-        return SignedIn(access, refresh, user, row.id)
+        return SignedIn(access, rotation.refresh, rotation.user, row.id)
+
+    async def _rotate(self, session: AsyncSession, token_hash: str, client: Client) -> _Rotation:
+        """One refresh inside one write transaction; the outcome is committed either way."""
+        now = self.clock.now()
+        found = await sessions_repo.find_refresh_token(session=session, token_hash=token_hash)
+        row = (
+            await sessions_repo.get(session=session, session_id=found.session_id) if found else None
+        )
+        if found is None or row is None:
+            return _Rotation("unknown")
+        if not self._alive(row, now):
+            return _Rotation("expired", row)
+        if found.rotated_at is not None or not await sessions_repo.mark_rotated(
+            session=session, token_id=found.id, now=now
+        ):
+            # A rotated token came back: a thief or the victim holds a copy. End the whole
+            # session, newest token included, so that neither can keep it alive.
+            ended = await sessions_repo.revoke(
+                session=session,
+                session_ids=[row.id],
+                user_id=row.user_id,
+                now=now,
+                reason="refresh_reuse",
+            )
+            return _Rotation("reuse", row, ended=ended)
+        user = await users_repo.get_by_id(session=session, user_id=row.user_id)
+        if user is None:
+            return _Rotation("unknown", row)
+        refresh = new_refresh_token()
+        session.add(self._refresh_row(row.id, refresh, now))
+        row.last_used_at = now
+        if client.user_agent:
+            row.user_agent = client.user_agent[:512]
+        row.ip = client.ip[:64]
+        return _Rotation("success", row, user, refresh)
 
     async def logout(self, *, user_id: int, session_id: str, client: Client) -> bool:
         ended = await self._revoke(user_id, [session_id], "logout")
@@ -190,9 +189,7 @@ class AuthService:
         _audit("logout_all", "success", client, user_id=user_id, sessions=len(ended))
         return len(ended)
 
-    async def revoke_session(
-        self, *, user_id: int, session_id: str, client: Client
-    ) -> bool:
+    async def revoke_session(self, *, user_id: int, session_id: str, client: Client) -> bool:
         async with self.db.reader() as session:
             row = await sessions_repo.get(session=session, session_id=session_id)
         # Someone else's session and a missing one look the same: nothing to probe.
@@ -228,7 +225,9 @@ class AuthService:
         idle = timedelta(seconds=self.settings.session_idle_ttl)
         return row.revoked_at is None and row.expires_at > now and row.last_used_at + idle > now
 
-    def _new_session(self, user_id: int, now: datetime, client: Client) -> tuple[Session, RefreshToken]:
+    def _new_session(
+        self, user_id: int, now: datetime, client: Client
+    ) -> tuple[Session, RefreshToken]:
         row = Session(
             id=secrets.token_urlsafe(18),
             user_id=user_id,
@@ -276,3 +275,12 @@ class AuthService:
 
 class _Replay(Exception):
     pass
+
+
+@dataclass(frozen=True, slots=True)
+class _Rotation:
+    outcome: str
+    row: Session | None = None
+    user: User | None = None
+    refresh: RefreshToken | None = None
+    ended: list[str] = field(default_factory=list)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
@@ -38,7 +38,7 @@ class RevocationList:
         self.retention = retention
         self._revoked: dict[str, float] = {}
         self._polled_at = float("-inf")  # monotonic time of the last successful poll
-        self._since = None
+        self._since: datetime | None = None
         self._lock = asyncio.Lock()
         self.polls = 0
 

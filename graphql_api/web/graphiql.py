@@ -38,6 +38,4 @@ def graphiql_html() -> str:
     end = html.index("`;", start)
     html = html[:start] + "const EXAMPLE_QUERY = " + json.dumps(WELCOME) + html[end + 1 :]
     headers = json.dumps(json.dumps({"Authorization": "Bearer <paste a dev-token here>"}))
-    return html.replace(
-        "parameters.headers", f"(parameters.headers || {headers})"
-    )
+    return html.replace("parameters.headers", f"(parameters.headers || {headers})")

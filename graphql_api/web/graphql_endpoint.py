@@ -78,9 +78,7 @@ class GraphQLEndpoint:
     async def get(self, request: Request) -> Response:
         # Queries never run over GET: a GET mutation is a CSRF, a GET query leaks into logs.
         if self.development and "query" not in request.query_params:
-            return HTMLResponse(
-                graphiql_html(), headers={"content-security-policy": GRAPHIQL_CSP}
-            )
+            return HTMLResponse(graphiql_html(), headers={"content-security-policy": GRAPHIQL_CSP})
         return _error(405, "Use POST with Content-Type: application/json.")
 
     async def post(self, request: Request) -> Response:
@@ -183,7 +181,11 @@ class GraphQLEndpoint:
         except InvalidToken as exc:
             logger.info(
                 "access token refused",
-                extra={"event": "token_refused", "reason": str(exc), "request_id": context.request_id},
+                extra={
+                    "event": "token_refused",
+                    "reason": str(exc),
+                    "request_id": context.request_id,
+                },
             )
             return
         if await self.container.revocations.is_revoked(claims.session_id):
