@@ -30,9 +30,15 @@ def _settings() -> Settings:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from graphql_api.auth.keys import KeyFileError
+    from graphql_api.container import load_signing_keys
     from graphql_api.logging_config import configure_logging
 
     settings = _settings()
+    try:
+        load_signing_keys(settings)
+    except KeyFileError as exc:
+        sys.exit(f"graphql-api: {exc}")
     configure_logging()
     base = f"http://{args.host}:{args.port}"
     print(f"graphql_api ({settings.env}) on {base}", flush=True)

@@ -8,6 +8,7 @@ skipped locally, and fails under CI=true.
 from __future__ import annotations
 
 import os
+from contextlib import AsyncExitStack
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
@@ -239,6 +240,29 @@ async def http(app: Any) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 def anonymous(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
+
+
+@pytest.fixture
+async def app_client(
+    container: Container, database_url: str, fake_google: FakeGoogle, clock: FakeClock, keys: KeySet
+) -> AsyncIterator[Any]:
+    """``await app_client(**settings)`` -> an anonymous client of another app instance with
+    those settings, on the same (emptied) database as ``container``."""
+    stack = AsyncExitStack()
+
+    async def _make(**overrides: Any) -> GraphQLClient:
+        other = Container(
+            make_settings(database_url, fake_google, **overrides), clock=clock, keys=keys
+        )
+        application = create_app(container=other)
+        await stack.enter_async_context(application.router.lifespan_context(application))
+        transport = httpx.ASGITransport(app=application)
+        http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
+        await stack.enter_async_context(http)
+        return GraphQLClient(http)
+
+    yield _make
+    await stack.aclose()
 
 
 @pytest.fixture

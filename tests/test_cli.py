@@ -1,0 +1,96 @@
+"""The operator's command line, run as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
+    base.update(env or {})
+    return subprocess.run(  # noqa: S603 - our own CLI
+        [sys.executable, "-m", "graphql_api", *args],
+        capture_output=True,
+        text=True,
+        env=base,
+        cwd=cwd,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_committed_schema_matches_the_code() -> None:
+    result = run("export-schema", "--check")
+    assert result.returncode == 0, result.stderr
+
+
+def test_export_schema_check_fails_on_drift(tmp_path: Path) -> None:
+    stale = tmp_path / "schema.graphql"
+    stale.write_text("type Query { old: Int }\n")
+    assert run("export-schema", "--check", "--path", str(stale)).returncode == 1
+    assert run("export-schema", "--path", str(stale)).returncode == 0
+    assert run("export-schema", "--check", "--path", str(stale)).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "missing"),
+    [
+        ({"GRAPHQL_API_GOOGLE_CLIENT_IDS": "x"}, "GRAPHQL_API_JWT_KEYS_FILE"),
+        ({"GRAPHQL_API_JWT_KEYS_FILE": "/nonexistent"}, "GRAPHQL_API_GOOGLE_CLIENT_IDS"),
+    ],
+)
+def test_production_refuses_to_start_and_names_the_missing_setting(
+    env: dict[str, str], missing: str
+) -> None:
+    result = run("serve", "--port", "1", env={"GRAPHQL_API_ENV": "production", **env})
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and missing in lines[0]
+
+
+def test_keys_generate_and_rotate(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    assert run("keys", "generate", "--file", str(path)).returncode == 0
+    assert run("keys", "generate", "--file", str(path)).returncode == 1  # never overwrites
+    assert run("keys", "rotate", "--file", str(path)).returncode == 0
+    assert len(json.loads(path.read_text())["keys"]) == 2
+
+
+def test_migrate_set_role_and_dev_token(tmp_path: Path) -> None:
+    env = {
+        "GRAPHQL_API_ENV": "development",
+        "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(tmp_path / "keys.json"),
+    }
+    assert run("keys", "generate", "--file", str(tmp_path / "keys.json")).returncode == 0
+    assert run("migrate", env=env).returncode == 0
+    missing = run("users", "set-role", "nobody@example.com", "ADMIN", env=env)
+    assert missing.returncode == 1 and "nobody@example.com" in missing.stderr
+    token = run("dev-token", "dev@example.com", env=env)
+    assert token.returncode == 0 and token.stdout.count(".") == 2
+    promoted = run("users", "set-role", "dev@example.com", "ADMIN", env=env)
+    assert promoted.returncode == 0 and "ADMIN" in promoted.stdout
+    assert run("users", "set-role", "dev@example.com", "KING", env=env).returncode == 2
+
+
+def test_dev_token_is_refused_in_production(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    run("keys", "generate", "--file", str(keys))
+    env = {
+        "GRAPHQL_API_ENV": "production",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+        "GRAPHQL_API_GOOGLE_CLIENT_IDS": "x",
+        "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/p.db",
+    }
+    result = run("dev-token", "a@example.com", env=env)
+    assert result.returncode == 1 and result.stdout == ""
