@@ -40,6 +40,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except KeyFileError as exc:
         sys.exit(f"graphql-api: {exc}")
     configure_logging()
+    if settings.is_development:
+        # A development convenience only: production schema changes are an operator's step.
+        from graphql_api.db.migrate import migrate
+
+        asyncio.run(migrate(settings.database_url))
     base = f"http://{args.host}:{args.port}"
     print(f"graphql_api ({settings.env}) on {base}", flush=True)
     print(f"  GraphQL endpoint: {base}/graphql (POST, application/json)", flush=True)
@@ -145,6 +150,9 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
         return 1
 
     async def run() -> str:
+        from graphql_api.db.migrate import migrate
+
+        await migrate(settings.database_url)
         container = Container(settings)
         try:
             signed_in = await container.auth.dev_sign_in(

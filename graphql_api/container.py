@@ -109,7 +109,13 @@ class Container:
         self.categories = CategoryService(db=self.db, clock=self.clock)
 
     async def start(self) -> None:
-        await self.revocations.refresh(force=True)
+        try:
+            await self.revocations.refresh(force=True)
+        except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database
+            # Requests with a token retry the read and fail closed while it fails.
+            logger.warning(
+                "database unavailable at start-up", extra={"event": "startup_db_unavailable"}
+            )
 
     async def close(self) -> None:
         await self.db.dispose()

@@ -251,9 +251,8 @@ async def app_client(
     stack = AsyncExitStack()
 
     async def _make(**overrides: Any) -> GraphQLClient:
-        other = Container(
-            make_settings(database_url, fake_google, **overrides), clock=clock, keys=keys
-        )
+        url = overrides.pop("database_url", database_url)
+        other = Container(make_settings(url, fake_google, **overrides), clock=clock, keys=keys)
         application = create_app(container=other)
         await stack.enter_async_context(application.router.lifespan_context(application))
         transport = httpx.ASGITransport(app=application)
