@@ -5,6 +5,7 @@ BIN := $(VENV)/bin
 PORT ?= 8000
 HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
+CHROMIUM ?= /usr/bin/chromium
 
 .PHONY: run test lint bench schema venv clean
 
@@ -20,13 +21,22 @@ run: venv
 	GRAPHQL_API_ENV=development $(BIN)/graphql-api migrate
 	GRAPHQL_API_ENV=development $(BIN)/graphql-api serve --host $(HOST) --port $(PORT)
 
-test: venv
+test: venv $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The browser tests (tests/e2e) drive Debian's Chromium: install it when it is missing.
+$(CHROMIUM):
+	CHROMIUM=$(CHROMIUM) scripts/ensure-chromium
 
 lint: venv
 	$(BIN)/ruff check graphql_api tests
 	$(BIN)/ruff format --check graphql_api tests
 	$(BIN)/mypy
+
+# Benchmark: servers pinned to core 0, wrk on core 1; writes bench-results/. See
+# tests/benchmarks/run.py (installs wrk with apt-get when missing). BENCH_ARGS=--help.
+bench: venv
+	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
 
 schema: venv
 	$(BIN)/graphql-api export-schema

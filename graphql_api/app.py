@@ -13,6 +13,7 @@ from starlette.responses import JSONResponse, Response
 from graphql_api.api.schema import build_schema
 from graphql_api.container import Container
 from graphql_api.settings import Settings
+from graphql_api.web.client_page import add_client_page
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
 from graphql_api.web.security_headers import SecurityHeaders
 
@@ -70,6 +71,9 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         return JSONResponse(
             container.keys.public_jwks(), headers={"cache-control": "public, max-age=300"}
         )
+
+    if settings.is_development:
+        add_client_page(app, settings)
 
     if settings.cors_origins:
         app.add_middleware(

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     max_aliases: int = Field(default=15, ge=0)
     max_tokens: int = Field(default=2000, ge=10)
     max_cost: int = Field(default=5000, ge=1)
+    max_duplicate_fields: int = Field(default=20, ge=1)
+    max_directives: int = Field(default=50, ge=0)
+    # Validated queries run from a cached plan; off runs everything through graphql-core.
+    compiled_execution: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator(

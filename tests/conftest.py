@@ -8,10 +8,10 @@ skipped locally, and fails under CI=true.
 from __future__ import annotations
 
 import os
-from contextlib import AsyncExitStack
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path

@@ -3,6 +3,11 @@
 The validation rules (GraphQL's own plus the query limits) are built once per schema,
 so a cached verdict is only ever reused for the exact same text under the same rules.
 Failed parses are not cached: the token limit keeps them cheap.
+
+The query limits run first and alone: a hostile document is refused by cheap, linear
+rules before GraphQL's own rules (some quadratic) see it. The cache is bounded by the
+total length of the texts it holds as well as by count, because a parsed document
+weighs about a hundred times its text.
 """
 
 from __future__ import annotations
@@ -12,15 +17,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from threading import Lock
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema
+from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
+
+from graphql_api.api.query_limits import QueryLimitRule
 
 
 @dataclass(frozen=True, slots=True)
 class CachedDocument:
     document: DocumentNode
     errors: tuple[GraphQLError, ...]
+    # Limits whose verdict also depends on the variables of each request.
+    request_checks: tuple[type[QueryLimitRule], ...] = ()
 
 
 class DocumentCache:
@@ -30,10 +39,18 @@ class DocumentCache:
         rules: Sequence[type[ASTValidationRule]],
         max_tokens: int,
         maxsize: int = 1024,
+        max_chars: int = 1024 * 1024,
     ) -> None:
         self.rules = tuple(rules)
+        self.limits = tuple(
+            rule
+            for rule in self.rules
+            if isinstance(rule, type) and issubclass(rule, QueryLimitRule)
+        )
         self.max_tokens = max_tokens
         self.maxsize = maxsize
+        self.max_chars = max_chars
+        self._chars = 0
         self._entries: OrderedDict[str, CachedDocument] = OrderedDict()
         self._lock = Lock()
 
@@ -46,12 +63,22 @@ class DocumentCache:
         return entry
 
     def validate(self, schema: GraphQLSchema, query: str, document: DocumentNode) -> CachedDocument:
-        errors = validate_document(schema, document, self.rules)
-        entry = CachedDocument(document, tuple(errors))
+        errors = validate(schema, document, self.limits)
+        if not errors:
+            errors = validate_document(schema, document, self.rules)
+        checks = tuple(rule for rule in self.limits if rule.needs_request_check(document))
+        entry = CachedDocument(document, tuple(errors), () if errors else checks)
+        if len(query) > self.max_chars // 8:
+            return entry  # one huge text must not flush the cache
         with self._lock:
+            previous = self._entries.pop(query, None)
+            if previous is not None:
+                self._chars -= len(query)
             self._entries[query] = entry
-            while len(self._entries) > self.maxsize:
-                self._entries.popitem(last=False)
+            self._chars += len(query)
+            while len(self._entries) > self.maxsize or self._chars > self.max_chars:
+                evicted, _ = self._entries.popitem(last=False)
+                self._chars -= len(evicted)
         return entry
 
 
@@ -80,5 +107,15 @@ class CachedValidation(SchemaExtension):
             )
         if entry is not None:
             # A fresh list: error processing rewrites it in place.
-            context.pre_execution_errors = list(entry.errors)
+            errors = list(entry.errors)
+            for rule in entry.request_checks:
+                errors.extend(
+                    rule.check_request(
+                        context.schema._schema,
+                        entry.document,
+                        context.variables,
+                        context.operation_name,
+                    )
+                )
+            context.pre_execution_errors = errors
         yield

@@ -27,7 +27,9 @@ def client_error(error: GraphQLError, *, request_id: str | None, hide_hints: boo
         original = original.original_error
     if isinstance(original, AppError):
         return _rebuild(error, original.message, original.extensions())
-    if original is None:
+    # graphql-core nests its own errors (variable coercion wraps the input error): those
+    # are about the request, not a crash.
+    if original is None or isinstance(original, GraphQLError):
         if (error.extensions or {}).get("code") in _PASSTHROUGH:
             return error
         message = _SUGGESTION.sub("", error.message) if hide_hints else error.message

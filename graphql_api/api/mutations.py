@@ -78,6 +78,9 @@ class Mutation:
             if not ctx.origin_trusted:
                 raise Forbidden("Cookie refresh is not allowed from this origin.")
             token = ctx.refresh_cookie
+            # The successor replaces the cookie whatever the header says: in the body it
+            # would reach page scripts, and the stale cookie would later look like a theft.
+            ctx.cookie_transport = True
         signed_in = await ctx.container.auth.refresh(refresh_token=token, client=ctx.client)
         return _signed_in(info, signed_in)
 

@@ -14,6 +14,7 @@ from graphql_api.api.types import (
     SessionType,
     UserConnection,
     UserType,
+    category_page,
 )
 from graphql_api.errors import Unauthenticated
 from graphql_api.repositories import categories as categories_repo
@@ -70,7 +71,7 @@ class Query:
             rows = await categories_repo.page(
                 session=session, after_id=after_id, limit=limit + 1, owner_id=owner
             )
-        return CategoryConnection.build(rows, limit)
+        return await category_page(info, rows, limit)
 
     @strawberry.field(extensions=AUTHENTICATED)
     async def my_sessions(self, info: Info) -> list[SessionType]:

@@ -6,10 +6,10 @@ import strawberry
 from graphql import (
     ASTValidationRule,
     GraphQLError,
+    MaxIntrospectionDepthRule,
     NoSchemaIntrospectionCustomRule,
     specified_rules,
 )
-from strawberry.extensions import MaxAliasesLimiter, QueryDepthLimiter
 from strawberry.schema.config import StrawberryConfig
 from strawberry.types import ExecutionContext
 
@@ -17,6 +17,13 @@ from graphql_api.api.document_cache import CachedValidation, DocumentCache
 from graphql_api.api.error_mapping import client_error
 from graphql_api.api.mutations import Mutation
 from graphql_api.api.queries import Query
+from graphql_api.api.query_limits import (
+    MaxAliasesRule,
+    MaxCostRule,
+    MaxDepthRule,
+    MaxDirectivesRule,
+    MaxDuplicateFieldsRule,
+)
 from graphql_api.settings import Settings
 
 
@@ -24,6 +31,14 @@ class ApiSchema(strawberry.Schema):
     """Maps every error, on every path through ``execute``, to a contract error."""
 
     hide_hints: bool = True
+    documents: DocumentCache | None = None
+
+    def plain_attribute(self, type_name: str, field_name: str) -> str | None:
+        """The Python attribute behind a field without resolver or extensions, if any."""
+        field = self.get_field_for_type(field_name, type_name)
+        if field is None or field.base_resolver is not None or field.extensions:
+            return None
+        return field.python_name
 
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
@@ -37,10 +52,21 @@ class ApiSchema(strawberry.Schema):
 
 
 def validation_rules(settings: Settings) -> list[type[ASTValidationRule]]:
-    """GraphQL's own rules plus the query limits, built once per schema."""
-    rules: list[type[ASTValidationRule]] = list(specified_rules)
-    rules.extend(QueryDepthLimiter(max_depth=settings.max_depth).validation_rules)
-    rules.extend(MaxAliasesLimiter(max_alias_count=settings.max_aliases).validation_rules)
+    """The query limits, then GraphQL's own rules, built once per schema.
+
+    The limits replace Strawberry's ``QueryDepthLimiter`` and ``MaxAliasesLimiter``,
+    which walk every fragment spread path (exponential in a 1 KiB document).
+    """
+    rules: list[type[ASTValidationRule]] = [
+        MaxDepthRule.with_limit(settings.max_depth),
+        MaxAliasesRule.with_limit(settings.max_aliases),
+        MaxDuplicateFieldsRule.with_limit(settings.max_duplicate_fields),
+        MaxDirectivesRule.with_limit(settings.max_directives),
+        MaxCostRule.with_limit(settings.max_cost),
+    ]
+    rules.extend(specified_rules)
+    # Circular introspection (types { fields { type { fields ... ) in development.
+    rules.append(MaxIntrospectionDepthRule)
     if not settings.is_development:
         rules.append(NoSchemaIntrospectionCustomRule)
     return rules
@@ -57,6 +83,7 @@ def build_schema(settings: Settings | None = None) -> ApiSchema:
         config=StrawberryConfig(disable_field_suggestions=not settings.is_development),
     )
     schema.hide_hints = not settings.is_development
+    schema.documents = cache
     return schema
 
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
 import strawberry
+from graphql import FieldNode
 
 from graphql_api.api.context import Info
 from graphql_api.api.pagination import decode_cursor, encode_cursor, page_size
@@ -46,7 +48,7 @@ class UserType:
         limit = page_size(first)
         after_id = decode_cursor(after)
         rows = await info.context.loaders.categories_by_owner.load((self.pk, after_id, limit + 1))
-        return CategoryConnection.build(rows, limit)
+        return await category_page(info, rows, limit)
 
     @classmethod
     def of(cls, row: models.User) -> UserType:
@@ -69,16 +71,18 @@ class CategoryType:
     created_at: datetime
     updated_at: datetime
     owner_id: strawberry.Private[int]
+    # Set when the page that produced this category loaded all owners in one batch.
+    prefetched_owner: strawberry.Private[UserType | None] = None
 
     @strawberry.field
-    async def owner(self, info: Info) -> UserType:
-        row = await info.context.loaders.user_by_id.load(self.owner_id)
-        if row is None:
-            raise NotFound("Owner not found.")
-        return UserType.of(row)
+    def owner(self, info: Info) -> UserType:
+        # Synchronous when prefetched: no per-item awaitable for the executor to drive.
+        if self.prefetched_owner is not None:
+            return self.prefetched_owner
+        return cast(UserType, _load_owner(info, self.owner_id))
 
     @classmethod
-    def of(cls, row: models.Category) -> CategoryType:
+    def of(cls, row: models.Category, owner: UserType | None = None) -> CategoryType:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -86,7 +90,41 @@ class CategoryType:
             created_at=row.created_at,
             updated_at=row.updated_at,
             owner_id=row.owner_id,
+            prefetched_owner=owner,
         )
+
+
+async def _load_owner(info: Info, owner_id: int) -> UserType:
+    row = await info.context.loaders.user_by_id.load(owner_id)
+    if row is None:
+        raise NotFound("Owner not found.")
+    return UserType.of(row)
+
+
+def selects(info: Info, *path: str) -> bool:
+    """Whether the query selects ``path`` below this field (plain fields only; a
+    fragment on the way answers False, and the data is then loaded lazily)."""
+    nodes = info._raw_info.field_nodes
+    for name in path:
+        found = []
+        for node in nodes:
+            for selection in node.selection_set.selections if node.selection_set else ():
+                if isinstance(selection, FieldNode) and selection.name.value == name:
+                    found.append(selection)
+        if not found:
+            return False
+        nodes = found
+    return True
+
+
+async def category_page(info: Info, rows: list[models.Category], limit: int) -> CategoryConnection:
+    """A connection of ``rows``, with all their owners loaded in one batch if selected."""
+    owners: dict[int, UserType] = {}
+    if rows and selects(info, "edges", "node", "owner"):
+        ids = list({row.owner_id for row in rows[:limit]})
+        loaded = await info.context.loaders.user_by_id.load_many(ids)
+        owners = {user.id: UserType.of(user) for user in loaded if user is not None}
+    return CategoryConnection.build(rows, limit, owners)
 
 
 @strawberry.type
@@ -119,9 +157,15 @@ class CategoryConnection:
     page_info: PageInfo
 
     @classmethod
-    def build(cls, rows: list[models.Category], limit: int) -> CategoryConnection:
+    def build(
+        cls, rows: list[models.Category], limit: int, owners: dict[int, UserType] | None = None
+    ) -> CategoryConnection:
+        owners = owners or {}
         edges = [
-            CategoryEdge(cursor=encode_cursor(r.id), node=CategoryType.of(r)) for r in rows[:limit]
+            CategoryEdge(
+                cursor=encode_cursor(r.id), node=CategoryType.of(r, owners.get(r.owner_id))
+            )
+            for r in rows[:limit]
         ]
         end = edges[-1].cursor if edges else None
         return cls(edges=edges, page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end))

@@ -10,8 +10,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from graphql_api.db.models import RefreshToken, Revocation, Session, UsedGoogleToken
 
 
-async def get(*, session: AsyncSession, session_id: str) -> Session | None:
-    return await session.get(Session, session_id)
+async def get(*, session: AsyncSession, session_id: str, lock: bool = False) -> Session | None:
+    """``lock`` takes the row lock (PostgreSQL) so that every change to one session's
+    tokens happens in the same order: session first, then its refresh tokens."""
+    if not lock:
+        return await session.get(Session, session_id)
+    return await session.scalar(select(Session).where(Session.id == session_id).with_for_update())
 
 
 async def live_for_user(*, session: AsyncSession, user_id: int, now: datetime) -> list[Session]:

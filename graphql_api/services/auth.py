@@ -145,8 +145,12 @@ class AuthService:
         """One refresh inside one write transaction; the outcome is committed either way."""
         now = self.clock.now()
         found = await sessions_repo.find_refresh_token(session=session, token_hash=token_hash)
+        # Lock the session before its tokens, as every revocation does: concurrent
+        # refreshes of one session queue here instead of deadlocking on the token rows.
         row = (
-            await sessions_repo.get(session=session, session_id=found.session_id) if found else None
+            await sessions_repo.get(session=session, session_id=found.session_id, lock=True)
+            if found
+            else None
         )
         if found is None or row is None:
             return _Rotation("unknown")

@@ -38,4 +38,6 @@ def graphiql_html() -> str:
     end = html.index("`;", start)
     html = html[:start] + "const EXAMPLE_QUERY = " + json.dumps(WELCOME) + html[end + 1 :]
     headers = json.dumps(json.dumps({"Authorization": "Bearer <paste a dev-token here>"}))
-    return html.replace("parameters.headers", f"(parameters.headers || {headers})")
+    html = html.replace("parameters.headers", f"(parameters.headers || {headers})")
+    # A pasted token stays in the tab's memory, not in localStorage for any script to read.
+    return html.replace("shouldPersistHeaders: true", "shouldPersistHeaders: false")

@@ -17,11 +17,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
+from strawberry.types import ExecutionResult
 
+from graphql_api.api.compiled import PlanCache
 from graphql_api.api.context import Context
 from graphql_api.api.schema import ApiSchema
 from graphql_api.auth.tokens import InvalidToken
 from graphql_api.container import Container
+from graphql_api.errors import UNEXPECTED_MESSAGE
 from graphql_api.services.auth import Client
 from graphql_api.web.client_ip import client_ip, parse_proxies
 from graphql_api.web.graphiql import GRAPHIQL_CSP, graphiql_html
@@ -74,6 +77,14 @@ class GraphQLEndpoint:
         self.trusted_origins = frozenset(settings.cors_origins)
         self.public_origin = settings.public_origin
         self.secure_cookie = not self.development
+        self.graphql_schema = schema._schema
+        self.plans = (
+            PlanCache(
+                schema=schema._schema, documents=schema.documents, attributes=schema.plain_attribute
+            )
+            if settings.compiled_execution and schema.documents is not None
+            else None
+        )
 
     async def get(self, request: Request) -> Response:
         # Queries never run over GET: a GET mutation is a CSRF, a GET query leaks into logs.
@@ -107,7 +118,21 @@ class GraphQLEndpoint:
         if operation_name is not None and not isinstance(operation_name, str):
             return _error(400, "operationName must be a string.")
 
-        context = await self.context(request)
+        try:
+            context = await self.context(request)
+        except Exception:
+            # E.g. the revocation list cannot be read: fail closed, say nothing more.
+            logger.exception("cannot build the request context", extra={"event": "context_failed"})
+            return _error(500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR")
+        plan = self.plans.get(query, operation_name) if self.plans is not None else None
+        if plan is not None and self.plans is not None:
+            try:
+                data = await plan.run(self.graphql_schema, context, variables)
+            except Exception:  # noqa: BLE001,S110 - the normal executor reports the errors
+                pass
+            else:
+                self.plans.hits += 1
+                return self._respond(ExecutionResult(data=data, errors=None), context)
         try:
             result = await self.schema.execute(
                 query,
@@ -117,7 +142,9 @@ class GraphQLEndpoint:
             )
         except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
             return _error(400, "The operation cannot be run (check operationName).")
+        return self._respond(result, context)
 
+    def _respond(self, result: ExecutionResult, context: Context) -> Response:
         response_body: dict[str, Any] = {"data": result.data}
         headers = {"cache-control": "no-store", "x-request-id": context.request_id}
         if result.errors:

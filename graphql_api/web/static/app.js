@@ -1,0 +1,322 @@
+// The reference client: Google sign-in, categories with cursor paging, sessions, logout.
+// Every GraphQL call goes through graphql() from graphql-client.js.
+import {
+  GraphQLRequestError,
+  graphql,
+  refreshAccessToken,
+  setAccessToken,
+} from "./graphql-client.js";
+
+const GSI_CLIENT = "https://accounts.google.com/gsi/client";
+const PAGE_SIZE = 10;
+const USER = "id name email role pictureUrl";
+const CATEGORY = "id name description owner { id name }";
+
+const LOGIN = `mutation Login($idToken: String!, $nonce: String) {
+  googleLogin(idToken: $idToken, nonce: $nonce) { accessToken expiresIn user { ${USER} } }
+}`;
+const CATEGORIES = `query Categories($first: Int!, $after: String) {
+  categories(first: $first, after: $after) {
+    edges { node { ${CATEGORY} } }
+    pageInfo { hasNextPage endCursor }
+  }
+}`;
+const CREATE = `mutation CreateCategory($input: CreateCategoryInput!) {
+  createCategory(input: $input) { ${CATEGORY} }
+}`;
+const RENAME = `mutation RenameCategory($id: ID!, $name: String!) {
+  updateCategory(id: $id, input: { name: $name }) { ${CATEGORY} }
+}`;
+const DELETE = `mutation DeleteCategory($id: ID!) { deleteCategory(id: $id) }`;
+const SESSIONS = `query MySessions {
+  mySessions { id createdAt lastUsedAt userAgent current }
+}`;
+const REVOKE = `mutation RevokeSession($id: ID!) { revokeSession(id: $id) }`;
+const LOGOUT = `mutation Logout { logout }`;
+
+const $ = (id) => document.getElementById(id);
+const state = { config: null, user: null, nonce: null, cursors: [null], page: 0 };
+
+// ---- messages --------------------------------------------------------------------
+
+/** The contract's error codes as sentences a person can act on. */
+function describe(error) {
+  if (!(error instanceof GraphQLRequestError)) {
+    return "The service cannot be reached. Is it running?";
+  }
+  switch (error.code) {
+    case "UNAUTHENTICATED":
+      return "You are signed out: your session ended or was revoked. Please sign in again.";
+    case "FORBIDDEN":
+      return "Not allowed: only its owner or an admin can change this.";
+    case "NOT_FOUND":
+      return "Not found: it may have been deleted meanwhile.";
+    case "BAD_USER_INPUT":
+      return `Please check your input: ${error.message}`;
+    case "RATE_LIMITED":
+      return `Too many requests. Try again in ${error.extensions.retryAfter ?? "a few"} seconds.`;
+    default:
+      return "Something went wrong on the server. Please try again.";
+  }
+}
+
+function notify(text, kind = "info") {
+  const notice = $("notice");
+  notice.textContent = text;
+  notice.className = kind;
+  notice.hidden = false;
+}
+
+/** Show a failure; a session that cannot be refreshed sends the user back to sign-in. */
+function fail(error) {
+  notify(describe(error), "error");
+  if (error instanceof GraphQLRequestError && error.code === "UNAUTHENTICATED") {
+    showSignedOut();
+  }
+}
+
+// Builds elements with textContent only: data from the API never becomes markup.
+function el(tag, props = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(props)) {
+    if (key.startsWith("data-") || key.startsWith("aria-")) node.setAttribute(key, value);
+    else node[key] = value;
+  }
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+// ---- signing in and out ----------------------------------------------------------
+
+function newNonce() {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  return btoa(String.fromCharCode(...bytes)).replace(/[+/=]/g, (c) => ({ "+": "-", "/": "_", "=": "" })[c]);
+}
+
+function loadGoogleIdentityServices() {
+  if (window.google?.accounts?.id) return Promise.resolve(window.google.accounts.id);
+  return new Promise((resolve, reject) => {
+    const script = el("script", { src: GSI_CLIENT, async: true });
+    script.addEventListener("load", () => resolve(window.google.accounts.id));
+    script.addEventListener("error", () => reject(new Error("Google Identity Services did not load.")));
+    document.head.append(script);
+  });
+}
+
+async function showSignedOut() {
+  state.user = null;
+  setAccessToken(null);
+  $("loading").hidden = true;
+  $("signed-in").hidden = true;
+  $("account").hidden = true;
+  $("signed-out").hidden = false;
+  const clientId = state.config?.googleClientId;
+  if (!clientId) {
+    $("page-origin").textContent = location.origin;
+    $("setup").hidden = false;
+    return;
+  }
+  try {
+    const gsi = await loadGoogleIdentityServices();
+    // A fresh nonce per sign-in: the ID token must carry it, so a stolen one cannot be replayed here.
+    state.nonce = newNonce();
+    gsi.initialize({ client_id: clientId, nonce: state.nonce, callback: onGoogleCredential });
+    $("google-button").replaceChildren();
+    gsi.renderButton($("google-button"), { theme: "outline", size: "large", text: "signin_with" });
+  } catch (error) {
+    notify(`${error.message} Check your network or content blockers.`, "error");
+  }
+}
+
+async function onGoogleCredential(response) {
+  try {
+    const data = await graphql(LOGIN, { idToken: response.credential, nonce: state.nonce });
+    setAccessToken(data.googleLogin.accessToken);
+    notify(`Signed in as ${data.googleLogin.user.email}.`);
+    await showSignedIn(data.googleLogin.user);
+  } catch (error) {
+    notify(describe(error), "error");
+  }
+}
+
+async function showSignedIn(user) {
+  state.user = user;
+  $("loading").hidden = true;
+  $("signed-out").hidden = true;
+  $("signed-in").hidden = false;
+  $("account").hidden = false;
+  $("user-name").textContent = user.name;
+  $("user-email").textContent = user.email ?? "";
+  $("user-role").textContent = user.role;
+  const avatar = $("avatar");
+  avatar.hidden = !user.pictureUrl;
+  if (user.pictureUrl) avatar.src = user.pictureUrl;
+  state.cursors = [null];
+  state.page = 0;
+  await Promise.all([loadCategories(), loadSessions()]);
+}
+
+async function logout() {
+  try {
+    await graphql(LOGOUT); // ends the session and clears the refresh cookie
+    window.google?.accounts?.id?.disableAutoSelect();
+    notify("Signed out.");
+  } catch (error) {
+    notify(describe(error), "error");
+  }
+  await showSignedOut();
+}
+
+// ---- categories ------------------------------------------------------------------
+
+async function loadCategories() {
+  try {
+    const data = await graphql(CATEGORIES, { first: PAGE_SIZE, after: state.cursors[state.page] });
+    const { edges, pageInfo } = data.categories;
+    if (pageInfo.hasNextPage) state.cursors[state.page + 1] = pageInfo.endCursor;
+    else state.cursors.length = state.page + 1;
+    $("category-list").replaceChildren(...edges.map(({ node }) => categoryItem(node)));
+    if (edges.length === 0) $("category-list").append(el("li", { className: "empty" }, "No categories yet."));
+    $("page-label").textContent = `Page ${state.page + 1}`;
+    $("previous-page").disabled = state.page === 0;
+    $("next-page").disabled = !pageInfo.hasNextPage;
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function categoryItem(category, { fresh = false } = {}) {
+  const mine = category.owner.id === state.user?.id;
+  const item = el("li", { className: fresh ? "category new" : "category", "data-id": category.id });
+  const rename = el("button", { type: "button" }, "Rename");
+  const remove = el("button", { type: "button" }, "Delete");
+  rename.addEventListener("click", () => editCategory(item, category));
+  remove.addEventListener("click", () => deleteCategory(item, category));
+  item.append(
+    el(
+      "div",
+      { className: "text" },
+      el("span", { className: "name" }, category.name),
+      category.description ? el("span", { className: "description" }, category.description) : null,
+      el("span", { className: "owner" }, mine ? "yours" : `by ${category.owner.name}`),
+    ),
+    el("div", { className: "actions" }, rename, remove),
+  );
+  return item;
+}
+
+function editCategory(item, category) {
+  const input = el("input", { value: category.name, required: true, maxLength: 100, "aria-label": "New name" });
+  const cancel = el("button", { type: "button" }, "Cancel");
+  const form = el("form", { className: "rename" }, input, el("button", { type: "submit" }, "Save"), cancel);
+  cancel.addEventListener("click", () => item.replaceWith(categoryItem(category)));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      const data = await graphql(RENAME, { id: category.id, name: input.value });
+      item.replaceWith(categoryItem(data.updateCategory));
+      notify(`Renamed “${category.name}” to “${data.updateCategory.name}”.`);
+    } catch (error) {
+      fail(error);
+    }
+  });
+  item.replaceChildren(form);
+  input.focus();
+}
+
+async function deleteCategory(item, category) {
+  try {
+    await graphql(DELETE, { id: category.id });
+    item.remove();
+    notify(`Deleted “${category.name}”.`);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+async function createCategory(event) {
+  event.preventDefault();
+  const form = event.currentTarget;
+  const description = $("new-description").value.trim();
+  try {
+    const data = await graphql(CREATE, {
+      input: { name: $("new-name").value, description: description || null },
+    });
+    // New categories sort last; show this one on top of the current page until the next load.
+    $("category-list").querySelector(".empty")?.remove();
+    $("category-list").prepend(categoryItem(data.createCategory, { fresh: true }));
+    form.reset();
+    notify(`Created “${data.createCategory.name}”.`);
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function turnPage(step) {
+  state.page = Math.max(0, state.page + step);
+  return loadCategories();
+}
+
+// ---- sessions --------------------------------------------------------------------
+
+async function loadSessions() {
+  try {
+    const data = await graphql(SESSIONS);
+    $("session-list").replaceChildren(...data.mySessions.map(sessionItem));
+  } catch (error) {
+    fail(error);
+  }
+}
+
+function sessionItem(session) {
+  const when = (iso) => new Date(iso).toLocaleString();
+  const item = el(
+    "li",
+    { className: session.current ? "session current" : "session", "data-id": session.id },
+    el(
+      "div",
+      { className: "text" },
+      el("span", { className: "name" }, session.current ? "This browser" : session.userAgent || "Unknown device"),
+      el("span", { className: "description" }, `signed in ${when(session.createdAt)}, last used ${when(session.lastUsedAt)}`),
+    ),
+  );
+  if (!session.current) {
+    const revoke = el("button", { type: "button" }, "Revoke");
+    revoke.addEventListener("click", async () => {
+      try {
+        await graphql(REVOKE, { id: session.id });
+        notify("Session revoked: that device is signed out.");
+        await loadSessions();
+      } catch (error) {
+        fail(error);
+      }
+    });
+    item.append(el("div", { className: "actions" }, revoke));
+  }
+  return item;
+}
+
+// ---- start -----------------------------------------------------------------------
+
+async function start() {
+  $("logout").addEventListener("click", logout);
+  $("create-category").addEventListener("submit", createCategory);
+  $("previous-page").addEventListener("click", () => turnPage(-1));
+  $("next-page").addEventListener("click", () => turnPage(1));
+  $("reload-sessions").addEventListener("click", loadSessions);
+  try {
+    state.config = await (await fetch("/client-config.json")).json();
+  } catch {
+    notify("The service cannot be reached. Is it running?", "error");
+    return;
+  }
+  try {
+    // A refresh cookie from an earlier visit resumes the session without signing in again.
+    const resumed = await refreshAccessToken();
+    await showSignedIn(resumed.user);
+  } catch {
+    await showSignedOut();
+  }
+}
+
+start();

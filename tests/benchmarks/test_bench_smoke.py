@@ -1,0 +1,166 @@
+"""`make bench` in miniature: every server answers every workload correctly (no wrk, no timing).
+
+Runs in-process over ASGI on both databases, on the benchmark's own data set and token,
+so that a broken server or workload fails `make test` instead of a ten-minute bench run.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from starlette.types import ASGIApp
+
+from graphql_api.container import Container
+from tests.benchmarks.apps import TokenDecoder, floor, rest, strawberry_default
+from tests.benchmarks.data import USERS, Caller, seed, sign_in
+from tests.benchmarks.workloads import SERVERS, W2, W3, WORKLOADS, Workload
+
+CASES = [
+    (server, workload)
+    for workload in WORKLOADS
+    for server in SERVERS
+    if workload.request_for(server) is not None
+]
+
+
+@pytest.fixture
+def settings_overrides(keys_file: Path) -> dict[str, Any]:
+    # "ours" as `make bench` runs it: production, every defence on.
+    return {"env": "production", "jwt_keys_file": keys_file}
+
+
+@pytest.fixture
+async def caller(container: Container) -> Caller:
+    await seed(container.db)
+    return await sign_in(container)
+
+
+@pytest.fixture
+async def clients(
+    app: ASGIApp, container: Container, keys_file: Path
+) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
+    decoder = TokenDecoder(keys_file)
+    apps: dict[str, ASGIApp] = {
+        "floor": floor(),
+        "rest": rest(db=container.db, decoder=decoder),
+        "strawberry-default": strawberry_default(db=container.db, decoder=decoder),
+        "ours": app,
+    }
+    clients = {
+        name: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://bench")
+        for name, a in apps.items()
+    }
+    yield clients
+    for client in clients.values():
+        await client.aclose()
+
+
+async def run(
+    clients: dict[str, httpx.AsyncClient], server: str, workload: Workload, caller: Caller
+) -> httpx.Response:
+    request = workload.request_for(server)
+    assert request is not None
+    if workload.unique_names:
+        request = request.with_name(f"smoke-{server}-{secrets.token_hex(4)}")
+    headers = {"content-type": "application/json"}
+    if workload.authenticated:
+        headers["authorization"] = f"Bearer {caller.token}"
+    return await clients[server].request(
+        request.method, request.path, content=request.body, headers=headers
+    )
+
+
+def expected_w3_edges() -> list[dict[str, Any]]:
+    # seed() gives category n to user number n % USERS + 1, in id order.
+    return [
+        {"name": f"Category {n:03d}", "owner": {"name": f"Bench User {n % USERS + 1}"}}
+        for n in range(100)
+    ]
+
+
+@pytest.mark.parametrize(("server", "workload"), CASES, ids=[f"{s}-{w.key}" for s, w in CASES])
+async def test_every_server_answers_every_workload_with_200_and_no_errors(
+    clients: dict[str, httpx.AsyncClient], caller: Caller, server: str, workload: Workload
+) -> None:
+    response = await run(clients, server, workload, caller)
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert "errors" not in body, body
+    data = body["data"]
+    if workload.key == "W1":
+        assert data == {"__typename": "Query"}
+    elif workload.key == "W2":
+        assert data["me"] == {
+            "id": str(caller.user_id),
+            "name": "Bench User 1",
+            "email": caller.email,
+        }
+    elif workload.key == "W3":
+        edges = data["categories"]["edges"]
+        assert [
+            {"name": e["node"]["name"], "owner": {"name": e["node"]["owner"]["name"]}}
+            for e in edges
+        ] == expected_w3_edges()
+    else:
+        created = data["createCategory"]
+        assert created["name"].startswith(f"smoke-{server}-") and created["id"].isdigit()
+
+
+@pytest.mark.parametrize("workload", [W2, W3], ids=["W2", "W3"])
+async def test_rest_twin_and_default_strawberry_return_the_same_json_as_ours(
+    clients: dict[str, httpx.AsyncClient], caller: Caller, workload: Workload
+) -> None:
+    bodies = {
+        server: orjson.loads((await run(clients, server, workload, caller)).content)
+        for server in ("rest", "strawberry-default", "ours")
+    }
+
+    assert bodies["rest"] == bodies["ours"]
+    assert bodies["strawberry-default"] == bodies["ours"]
+
+
+class StatementLog:
+    """Every SQL statement sent through the given engines' connections."""
+
+    def __init__(self, container: Container) -> None:
+        self.statements: list[str] = []
+        self.engines = [engine.sync_engine for engine in container.db.engines]
+        for engine in self.engines:
+            event.listen(engine, "before_cursor_execute", self._record)
+
+    def _record(self, _conn: Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        self.statements.append(statement)
+
+    def close(self) -> None:
+        for engine in self.engines:
+            event.remove(engine, "before_cursor_execute", self._record)
+
+
+@pytest.mark.parametrize("server", ["rest", "strawberry-default", "ours"])
+async def test_w3_issues_exactly_two_sql_statements_per_request(
+    clients: dict[str, httpx.AsyncClient], container: Container, caller: Caller, server: str
+) -> None:
+    await run(clients, server, W3, caller)  # warm-up: connections opened, revocations polled
+    log = StatementLog(container)
+    try:
+        for _ in range(3):
+            response = await run(clients, server, W3, caller)
+            assert response.status_code == 200 and "errors" not in response.json()
+    finally:
+        log.close()
+
+    # The revocation poll is one statement per process every 0.5 s, not per request.
+    per_request = [s for s in log.statements if "revocations" not in s]
+    assert len(per_request) == 2 * 3, per_request
+    for categories, owners in zip(per_request[::2], per_request[1::2], strict=True):
+        assert "FROM categories" in categories
+        assert "FROM users" in owners

@@ -1,0 +1,167 @@
+"""Browser-test fixtures: the service served for real, and Debian's Chromium under Playwright.
+
+The service runs as ``python -m graphql_api serve`` in a subprocess on a free 127.0.0.1
+port (development, SQLite, the fake Google issuer). Chromium is the system package
+(``/usr/bin/chromium``, installed by ``scripts/ensure-chromium``); Playwright's own browser
+download is never used. Without Chromium or Playwright these tests skip, and fail under
+CI=true.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+from tests.fake_google import CLIENT_ID, FakeGoogle
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+RESULTS = Path(__file__).resolve().parents[2] / "test-results"
+ACCESS_TOKEN_TTL = 10  # the smallest the settings allow: expiry is observable in a test
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"browser tests cannot run: {reason}")
+    pytest.skip(f"browser tests skipped: {reason} (run scripts/ensure-chromium)")
+
+
+@dataclass
+class LiveServer:
+    url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _wait_ready(server: LiveServer, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            pytest.fail(f"the server exited early:\n{server.output()}")
+        try:
+            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"the server did not become ready:\n{server.output()}")
+
+
+@pytest.fixture(scope="module")
+def serve(
+    tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle, keys_file: Path
+) -> Iterator[Callable[..., LiveServer]]:
+    """``serve(**env)`` -> a migrated, ready server; GRAPHQL_API_<NAME> from ``env``."""
+    servers: list[LiveServer] = []
+
+    def _serve(**overrides: str) -> LiveServer:
+        tmp = tmp_path_factory.mktemp("live")
+        port = _free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
+        settings = {
+            "ENV": "development",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/e2e.db",
+            "GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "GOOGLE_CERTS_URL": fake_google.jwks_url,
+            "JWT_KEYS_FILE": str(keys_file),
+            "ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
+            "JWT_LEEWAY": "0",
+            "LOGIN_RATE_LIMIT": "1000/minute",
+            "REFRESH_RATE_LIMIT": "1000/minute",
+            **overrides,
+        }
+        env.update({f"GRAPHQL_API_{name}": value for name, value in settings.items()})
+        command = [sys.executable, "-m", "graphql_api"]
+        subprocess.run([*command, "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
+        log = tmp / "server.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(  # noqa: S603
+                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
+        servers.append(server)
+        _wait_ready(server)
+        return server
+
+    yield _serve
+    for server in servers:
+        server.process.terminate()
+        try:
+            server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            server.process.kill()
+            server.process.wait()
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    if not os.access(CHROMIUM, os.X_OK):
+        _missing(f"{CHROMIUM} is not installed")
+    try:
+        from playwright.async_api import async_playwright
+    except ImportError:
+        _missing("playwright is not installed (pip install -e '.[dev]')")
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+def results_dir() -> Path:
+    RESULTS.mkdir(exist_ok=True)
+    return RESULTS
+
+
+def page_errors(page: Any) -> list[str]:
+    """Uncaught exceptions and console errors of ``page`` (CSP violations included)."""
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"pageerror: {error}"))
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(f"console: {message.text} ({message.location['url']})")
+            if message.type == "error" and not message.location["url"].endswith("/favicon.ico")
+            else None
+        ),
+    )
+    return errors

@@ -1,0 +1,342 @@
+"""The reference client page in a real browser: what a person sees and what the page sends.
+
+Google Identity Services is replaced by a stub script (served for its real URL through
+Playwright's router) whose button hands the page an ID token minted by the fake issuer,
+carrying the nonce the page gave to ``initialize``. Everything else is real: the served
+app, the HTTP requests, the HttpOnly cookie, token expiry.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING
+
+import httpx
+import pytest
+
+from tests.conftest import LOGIN
+from tests.e2e.conftest import ACCESS_TOKEN_TTL, LiveServer, page_errors, results_dir
+from tests.fake_google import FakeGoogle
+
+if TYPE_CHECKING:
+    from playwright.async_api import Browser, Page, Request
+
+GSI_CLIENT = "https://accounts.google.com/gsi/client"
+GSI_STUB = """
+window.google = { accounts: { id: {
+  initialize(config) { window.__gsiConfig = config; },
+  renderButton(parent) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Sign in with Google (test stub)";
+    button.addEventListener("click", async () => {
+      const config = window.__gsiConfig;
+      const credential = await window.mintGoogleIdToken(config.nonce ?? null);
+      config.callback({ credential, select_by: "btn" });
+    });
+    parent.append(button);
+  },
+  prompt() {}, cancel() {}, disableAutoSelect() {},
+} } };
+"""
+AVATAR = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="16"'
+    ' fill="#7c3aed"/><text x="16" y="22" font-size="16" text-anchor="middle" fill="#fff"'
+    ' font-family="sans-serif">A</text></svg>'
+)
+ADA = {"sub": "e2e-ada", "email": "ada@example.com", "name": "Ada Lovelace"}
+OLIVIA = {"sub": "e2e-olivia", "email": "olivia@example.com", "name": "Olivia Other"}
+OTHER_DEVICE = "Ada's phone (e2e)"
+PER_USER = 12  # with a page size of 10: three pages of categories in all
+CREATE = "mutation($name: String!) { createCategory(input: {name: $name}) { id } }"
+OPERATION = re.compile(r"^\s*(?:query|mutation)\s+(\w+)")
+
+
+async def _seed_user(
+    server: LiveServer, google: FakeGoogle, who: dict[str, str], user_agent: str
+) -> str:
+    """Sign ``who`` in over HTTP (bearer mode) and give them PER_USER categories."""
+    first_name = who["name"].split()[0]
+    async with httpx.AsyncClient(base_url=server.url, headers={"user-agent": user_agent}) as http:
+        login = await http.post(
+            "/graphql", json={"query": LOGIN, "variables": {"idToken": google.mint(**who)}}
+        )
+        token: str = login.json()["data"]["googleLogin"]["accessToken"]
+        for n in range(1, PER_USER + 1):
+            response = await http.post(
+                "/graphql",
+                json={"query": CREATE, "variables": {"name": f"{first_name}'s {n:02}"}},
+                headers={"authorization": f"Bearer {token}"},
+            )
+            assert "errors" not in response.json(), response.text
+    return token
+
+
+@pytest.fixture(scope="module")
+def server(serve: Callable[..., LiveServer]) -> LiveServer:
+    return serve()
+
+
+@pytest.fixture
+async def page(browser: Browser, server: LiveServer) -> AsyncIterator[Page]:
+    context = await browser.new_context(base_url=server.url)
+    # Nothing leaves the machine: any request not for the server is refused...
+    await context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    # ...but the profile picture, which comes from Google's image host...
+    await context.route(
+        "https://lh3.googleusercontent.com/**",
+        lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=AVATAR),
+    )
+    # ...and Google Identity Services, which is the stub.
+    await context.route(
+        GSI_CLIENT,
+        lambda route: route.fulfill(
+            status=200, content_type="text/javascript; charset=utf-8", body=GSI_STUB
+        ),
+    )
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        await context.close()
+
+
+def _operation(request: Request) -> str:
+    match = OPERATION.match(request.post_data_json["query"])
+    return match.group(1) if match else "?"
+
+
+class GraphQLLog:
+    """Every POST /graphql of the page: its operation name and the codes it got back."""
+
+    def __init__(self, page: Page) -> None:
+        self.requests: list[Request] = []
+        self._arrived = asyncio.Event()
+        # When the page last got an access token (an upper bound: the response has arrived).
+        self.token_issued_at = time.monotonic()
+        page.on("requestfinished", self._finished)
+
+    def _finished(self, request: Request) -> None:
+        if request.url.endswith("/graphql") and request.method == "POST":
+            self.requests.append(request)
+            if _operation(request) in ("Login", "Refresh"):
+                self.token_issued_at = time.monotonic()
+            self._arrived.set()
+
+    def mark(self) -> int:
+        return len(self.requests)
+
+    async def since(self, mark: int, count: int) -> list[tuple[str, list[str]]]:
+        """The first ``count`` operations after ``mark`` as (name, error codes)."""
+        async with asyncio.timeout(10):
+            while len(self.requests) < mark + count:
+                self._arrived.clear()
+                await self._arrived.wait()
+        result = []
+        for request in self.requests[mark : mark + count]:
+            response = await request.response()
+            assert response is not None
+            body = await response.json()
+            codes = [e["extensions"]["code"] for e in body.get("errors", [])]
+            result.append((_operation(request), codes))
+        return result
+
+
+async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
+    page: Page, server: LiveServer, fake_google: FakeGoogle
+) -> None:
+    from playwright.async_api import expect
+
+    await _seed_user(server, fake_google, OLIVIA, "Olivia's laptop (e2e)")
+    other_device_token = await _seed_user(server, fake_google, ADA, OTHER_DEVICE)
+    nonces: list[str | None] = []
+
+    def mint(nonce: str | None) -> str:
+        nonces.append(nonce)
+        return fake_google.mint(**ADA, nonce=nonce)
+
+    await page.expose_function("mintGoogleIdToken", mint)
+    errors = page_errors(page)
+    log = GraphQLLog(page)
+
+    # Signed out at first: the Google button (stubbed) is offered.
+    await page.goto("/")
+    sign_in = page.get_by_role("button", name="Sign in with Google (test stub)")
+    await sign_in.click()
+
+    # Signed in: the user is shown, and the ID token carried the page's fresh nonce.
+    await expect(page.locator("#user-name")).to_have_text("Ada Lovelace")
+    await expect(page.locator("#user-email")).to_have_text("ada@example.com")
+    await expect(page.locator("#notice")).to_have_text("Signed in as ada@example.com.")
+    assert len(nonces) == 1 and nonces[0] and len(nonces[0]) >= 16
+    login = [r for r in log.requests if "googleLogin" in r.post_data_json["query"]]
+    assert login[0].post_data_json["variables"]["nonce"] == nonces[0]
+    assert login[0].headers["x-refresh-token-transport"] == "cookie"
+
+    # Cursor paging through 24 categories, 10 a page.
+    items = page.locator("#category-list li.category")
+    names = items.locator(".name")
+    await expect(items).to_have_count(10)
+    await expect(names.first).to_have_text("Olivia's 01")
+    await expect(page.locator("#previous-page")).to_be_disabled()
+    await page.get_by_role("button", name="Next").click()
+    await expect(page.locator("#page-label")).to_have_text("Page 2")
+    await expect(names.first).to_have_text("Olivia's 11")
+    await expect(names.nth(2)).to_have_text("Ada's 01")
+    await page.get_by_role("button", name="Next").click()
+    await expect(items).to_have_count(4)
+    await expect(names.last).to_have_text("Ada's 12")
+    await expect(page.locator("#next-page")).to_be_disabled()
+    await page.get_by_role("button", name="Previous").click()
+    await expect(page.locator("#page-label")).to_have_text("Page 2")
+    await page.get_by_role("button", name="Previous").click()
+    await expect(page.locator("#page-label")).to_have_text("Page 1")
+    await expect(names.first).to_have_text("Olivia's 01")
+
+    # Create, then rename and delete it.
+    notice = page.locator("#notice")
+    await page.get_by_label("New category name").fill("Reading list")
+    await page.get_by_label("New category description").fill("Books to read")
+    await page.get_by_role("button", name="Create").click()
+    await expect(notice).to_have_text("Created “Reading list”.")
+    created = items.filter(has_text="Reading list")
+    await expect(created).to_contain_text("yours")
+    await created.get_by_role("button", name="Rename").click()
+    await page.get_by_label("New name").fill("Reading list 2025")
+    await page.get_by_role("button", name="Save").click()
+    await expect(notice).to_have_text("Renamed “Reading list” to “Reading list 2025”.")
+    renamed = items.filter(has_text="Reading list 2025")
+    await renamed.get_by_role("button", name="Delete").click()
+    await expect(notice).to_have_text("Deleted “Reading list 2025”.")
+    await expect(items.filter(has_text="Reading list")).to_have_count(0)
+
+    # A duplicate name is BAD_USER_INPUT, shown with the service's reason.
+    await page.get_by_label("New category name").fill("Ada's 01")
+    await page.get_by_role("button", name="Create").click()
+    await expect(notice).to_have_class("error")
+    await expect(notice).to_contain_text("Please check your input:")
+
+    # Someone else's category: FORBIDDEN, as a readable message; nothing changes.
+    olivias = items.filter(has_text="Olivia's 02")
+    await expect(olivias).to_contain_text("by Olivia Other")
+    await olivias.get_by_role("button", name="Delete").click()
+    await expect(notice).to_have_text("Not allowed: only its owner or an admin can change this.")
+    await expect(notice).to_have_class("error")
+    await expect(olivias).to_have_count(1)
+    await olivias.get_by_role("button", name="Rename").click()
+    await page.get_by_label("New name").fill("Mine now")
+    await notice.evaluate("node => { node.textContent = '' }")
+    await page.get_by_role("button", name="Save").click()
+    await expect(notice).to_have_text("Not allowed: only its owner or an admin can change this.")
+    await page.get_by_role("button", name="Cancel").click()
+    await expect(items.filter(has_text="Olivia's 02")).to_have_count(1)
+
+    # Two sessions: this browser, and the other device signed in beforehand.
+    sessions = page.locator("#session-list li")
+    await expect(sessions).to_have_count(2)
+    await expect(sessions.filter(has_text="This browser")).to_have_count(1)
+    await expect(sessions.filter(has_text=OTHER_DEVICE)).to_have_count(1)
+    results = results_dir()
+    await page.screenshot(path=str(results / "reference-client-signed-in.png"), full_page=True)
+
+    # The refresh token is in an HttpOnly cookie: present, but not readable by scripts.
+    cookies = {c["name"]: c for c in await page.context.cookies()}
+    refresh_cookie = cookies["graphql_api_refresh"]
+    assert refresh_cookie["httpOnly"] is True
+    assert refresh_cookie["sameSite"] == "Strict"
+    assert refresh_cookie["path"] == "/graphql"
+    assert await page.evaluate("document.cookie") == ""
+
+    # The access token expires. Two calls leave at once and both are refused; the page
+    # refreshes once (one refresh shared by both), retries each, and shows no error.
+    expired_at = log.token_issued_at + ACCESS_TOKEN_TTL + 1.5
+    await asyncio.sleep(max(0.0, expired_at - time.monotonic()))
+    await notice.evaluate("node => { node.hidden = true }")
+    mark = log.mark()
+    await page.evaluate(
+        "() => { document.getElementById('next-page').click();"
+        " document.getElementById('reload-sessions').click(); }"
+    )
+    await expect(page.locator("#page-label")).to_have_text("Page 2")
+    await expect(names.first).to_have_text("Olivia's 11")
+    calls = await log.since(mark, 5)
+    assert sorted(calls) == [
+        ("Categories", []),
+        ("Categories", ["UNAUTHENTICATED"]),
+        ("MySessions", []),
+        ("MySessions", ["UNAUTHENTICATED"]),
+        ("Refresh", []),
+    ]
+    assert len(log.requests) == mark + 5
+    await expect(notice).to_be_hidden()
+    await expect(sessions).to_have_count(2)
+    assert "Revoke" not in (await sessions.filter(has_text="This browser").inner_text())
+
+    # Revoke the other device: its access token stops working at once.
+    await sessions.filter(has_text=OTHER_DEVICE).get_by_role("button", name="Revoke").click()
+    await expect(notice).to_have_text("Session revoked: that device is signed out.")
+    await expect(sessions).to_have_count(1)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        me = (
+            await http.post(
+                "/graphql",
+                json={"query": "{ me { id } }"},
+                headers={"authorization": f"Bearer {other_device_token}"},
+            )
+        ).json()
+    assert me["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
+
+    # A reload forgets the access token; the cookie resumes the session.
+    await page.reload()
+    await expect(page.locator("#user-name")).to_have_text("Ada Lovelace")
+    await expect(sessions).to_have_count(1)
+
+    # Log out: back to the sign-in button, the cookie is gone and stays gone on reload.
+    await page.get_by_role("button", name="Log out").click()
+    await expect(notice).to_have_text("Signed out.")
+    await expect(sign_in).to_be_visible()
+    await expect(page.locator("#signed-in")).to_be_hidden()
+    assert "graphql_api_refresh" not in {c["name"] for c in await page.context.cookies()}
+    storage = await page.evaluate(
+        "({local: localStorage.length, session: sessionStorage.length, cookie: document.cookie})"
+    )
+    assert storage == {"local": 0, "session": 0, "cookie": ""}
+    await page.reload()
+    await expect(sign_in).to_be_visible()
+    assert errors == []
+
+
+async def test_without_google_client_ids_the_page_says_what_to_set(
+    browser: Browser, serve: Callable[..., LiveServer]
+) -> None:
+    from playwright.async_api import expect
+
+    server = serve(GOOGLE_CLIENT_IDS="")
+    context = await browser.new_context(base_url=server.url)
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
+    try:
+        page = await context.new_page()
+        errors = page_errors(page)
+        await page.goto("/")
+        setup = page.locator("#setup")
+        await expect(setup).to_be_visible()
+        await expect(setup).to_contain_text("GRAPHQL_API_GOOGLE_CLIENT_IDS")
+        await expect(setup).to_contain_text("graphql-api dev-token you@example.com")
+        await expect(page.locator("#page-origin")).to_have_text(server.url)
+        assert not any("accounts.google.com" in url for url in requested)
+        assert errors == []
+    finally:
+        await context.close()
+
+
+def test_serve_prints_the_reference_page_graphiql_and_the_dev_token_command(
+    server: LiveServer,
+) -> None:
+    output = server.output()
+    assert f"Reference client: {server.url}/" in output
+    assert f"GraphiQL:         {server.url}/graphql" in output
+    assert "graphql-api dev-token you@example.com" in output

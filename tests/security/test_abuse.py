@@ -1,0 +1,150 @@
+"""Abuse: login and refresh rate limits, aliases that try to multiply attempts, the
+shared Redis limiter, and which client IP the limits count."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+from graphql_api.errors import RateLimited
+from graphql_api.rate_limit import RedisRateLimiter
+from graphql_api.settings import RateLimit
+from graphql_api.web.client_ip import client_ip, parse_proxies
+from tests.conftest import GraphQLClient, error_codes
+from tests.security.conftest import AppClient
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+# A day, so that no test straddles a window boundary.
+THREE_A_DAY = "3/day"
+BAD_LOGIN = 'mutation { googleLogin(idToken: "not-a-google-token") { accessToken } }'
+
+
+async def login_codes(client: GraphQLClient, times: int, **headers: str) -> list[str]:
+    codes = []
+    for _ in range(times):
+        response = await client.http.post("/graphql", json={"query": BAD_LOGIN}, headers=headers)
+        codes.extend(error_codes(response.json()))
+    return codes
+
+
+async def test_login_attempts_past_the_limit_are_rate_limited_with_retry_after(
+    app_client: AppClient,
+) -> None:
+    async with app_client(login_rate_limit=THREE_A_DAY) as client:
+        assert await login_codes(client, 3) == ["UNAUTHENTICATED"] * 3
+        response = await client.http.post("/graphql", json={"query": BAD_LOGIN})
+        error = response.json()["errors"][0]
+        assert error["extensions"]["code"] == "RATE_LIMITED"
+        retry_after = error["extensions"]["retryAfter"]
+        assert isinstance(retry_after, int) and 0 < retry_after <= 86400
+        assert response.headers["retry-after"] == str(retry_after)
+
+
+async def test_refresh_attempts_past_the_limit_are_rate_limited(app_client: AppClient) -> None:
+    query = 'mutation { refreshToken(refreshToken: "rt_guess") { accessToken } }'
+    async with app_client(refresh_rate_limit=THREE_A_DAY) as client:
+        codes = [error_codes(await client.gql(query))[0] for _ in range(5)]
+    assert codes == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"] * 2
+
+
+async def test_aliases_cannot_multiply_login_attempts(app_client: AppClient) -> None:
+    aliased = (
+        "mutation { "
+        + " ".join(f'a{i}: googleLogin(idToken: "guess-{i}") {{ accessToken }}' for i in range(10))
+        + " }"
+    )
+    async with app_client(login_rate_limit=THREE_A_DAY) as client:
+        codes = [code for _ in range(5) for code in error_codes(await client.gql(aliased))]
+        # Every alias is an attempt: 50 guesses requested, 3 verified, the rest refused.
+        assert codes.count("UNAUTHENTICATED") == 3, codes
+        assert set(codes) == {"UNAUTHENTICATED", "RATE_LIMITED"}
+        assert await login_codes(client, 1) == ["RATE_LIMITED"]
+
+
+async def test_x_forwarded_for_is_ignored_by_default(app_client: AppClient) -> None:
+    async with app_client(login_rate_limit=THREE_A_DAY) as client:
+        codes = [
+            code
+            for i in range(5)
+            for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
+        ]
+    assert codes == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"] * 2
+
+
+async def test_x_forwarded_for_is_honoured_from_a_configured_proxy(app_client: AppClient) -> None:
+    # The in-process transport connects from 127.0.0.1: declared here as the proxy.
+    async with app_client(login_rate_limit=THREE_A_DAY, trusted_proxies=["127.0.0.1/32"]) as client:
+        codes = [
+            code
+            for i in range(5)
+            for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
+        ]
+        assert codes == ["UNAUTHENTICATED"] * 5
+        same = await login_codes(client, 4, **{"x-forwarded-for": "198.51.100.200"})
+        assert same == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"]
+
+
+def test_client_ip_trusts_forwarded_for_only_from_proxies() -> None:
+    proxies = parse_proxies(["10.0.0.0/8"])
+    assert client_ip("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"
+    assert client_ip("203.0.113.9", "1.2.3.4", proxies) == "203.0.113.9"
+    assert client_ip("10.0.0.2", "1.2.3.4", proxies) == "1.2.3.4"
+    # The client prepends its own lie; the proxy appends the real address.
+    assert client_ip("10.0.0.2", "6.6.6.6, 1.2.3.4", proxies) == "1.2.3.4"
+    assert client_ip("10.0.0.2", "not-an-ip", proxies) == "10.0.0.2"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[Redis]:
+    from redis.asyncio import Redis
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    client = Redis.from_url(REDIS_URL)
+    try:
+        await client.ping()
+    except (RedisConnectionError, OSError) as exc:
+        await client.aclose()
+        if IN_CI:
+            pytest.fail(f"Redis unreachable at {REDIS_URL}: {exc}")
+        pytest.skip(f"Redis unreachable at {REDIS_URL}: {exc}")
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis: Redis) -> AsyncIterator[str]:
+    prefix = f"graphql_api_test:{secrets.token_hex(4)}:"
+    yield prefix
+    async for key in redis.scan_iter(match=f"{prefix}*"):
+        await redis.delete(key)
+
+
+async def test_redis_limiter_counts_across_processes(redis: Redis, redis_prefix: str) -> None:
+    first, second = RedisRateLimiter(redis, redis_prefix), RedisRateLimiter(redis, redis_prefix)
+    rate = RateLimit.parse(THREE_A_DAY)
+    await first.hit("login:ip:1", rate)
+    await second.hit("login:ip:1", rate)
+    await first.hit("login:ip:1", rate)
+    with pytest.raises(RateLimited) as raised:
+        await second.hit("login:ip:1", rate)
+    assert 0 < raised.value.retry_after <= 86400
+    await second.hit("login:ip:2", rate)  # other keys are counted apart
+
+
+async def test_app_rate_limits_through_redis(
+    app_client: AppClient, redis: Redis, redis_prefix: str
+) -> None:
+    limiter = RedisRateLimiter(redis, redis_prefix)
+    async with app_client(login_rate_limit=THREE_A_DAY, limiter=limiter) as one:
+        assert await login_codes(one, 2) == ["UNAUTHENTICATED"] * 2
+    async with app_client(login_rate_limit=THREE_A_DAY, limiter=limiter) as two:
+        assert await login_codes(two, 2) == ["UNAUTHENTICATED", "RATE_LIMITED"]
+    assert [key async for key in redis.scan_iter(match=f"{redis_prefix}*")]

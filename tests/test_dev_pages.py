@@ -1,0 +1,146 @@
+"""The pages for people: GraphiQL and the reference client in development, nothing in production."""
+
+from __future__ import annotations
+
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from graphql_api.web.client_page import CLIENT_CSP, STATIC_DIR
+from graphql_api.web.graphiql import GRAPHIQL_CSP
+from tests.conftest import GraphQLClient
+from tests.fake_google import CLIENT_ID
+
+
+async def test_development_serves_graphiql_with_the_header_example(
+    anonymous: GraphQLClient,
+) -> None:
+    response = await anonymous.http.get("/graphql")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert response.headers["content-security-policy"] == GRAPHIQL_CSP
+    assert "graphql-api dev-token you@example.com" in response.text
+    assert "Bearer <paste a dev-token here>" in response.text
+    # The pasted token is not written to localStorage.
+    assert "shouldPersistHeaders: false" in response.text
+    assert "shouldPersistHeaders: true" not in response.text
+
+
+async def test_development_still_runs_no_query_over_get(anonymous: GraphQLClient) -> None:
+    response = await anonymous.http.get("/graphql", params={"query": "{ __typename }"})
+    assert response.status_code == 405
+    assert response.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_development_serves_the_reference_client_with_its_own_csp(
+    anonymous: GraphQLClient,
+) -> None:
+    response = await anonymous.http.get("/")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    csp = response.headers["content-security-policy"]
+    assert csp == CLIENT_CSP
+    assert "script-src 'self' https://accounts.google.com/gsi/client;" in csp
+    assert "unsafe-inline" not in csp and "unsafe-eval" not in csp
+    assert response.headers["x-frame-options"] == "DENY"
+    assert '<script type="module" src="/static/app.js"></script>' in response.text
+
+
+def test_the_reference_client_has_no_inline_script_or_style() -> None:
+    html = (STATIC_DIR / "index.html").read_text()
+    assert re.findall(r"<script(?![^>]*\bsrc=)[^>]*>", html) == []
+    assert re.search(r"\sstyle=|\son[a-z]+=|<style", html) is None
+
+
+def test_the_reference_client_never_stores_a_token() -> None:
+    for name in ("app.js", "graphql-client.js"):
+        source = (STATIC_DIR / name).read_text()
+        assert (
+            re.search(r"localStorage\.|sessionStorage\.|document\.cookie|indexedDB", source) is None
+        )
+
+
+async def test_the_client_page_assets_and_config_are_served(anonymous: GraphQLClient) -> None:
+    for name in ("app.js", "graphql-client.js"):
+        response = await anonymous.http.get(f"/static/{name}")
+        assert response.status_code == 200
+        assert response.headers["content-type"].split(";")[0] in {
+            "text/javascript",
+            "application/javascript",
+        }
+    assert (await anonymous.http.get("/static/style.css")).status_code == 200
+    config = await anonymous.http.get("/client-config.json")
+    assert config.json() == {"googleClientId": CLIENT_ID, "graphqlPath": "/graphql"}
+    assert config.headers["cache-control"] == "no-store"
+
+
+@pytest.mark.parametrize(
+    "path", ["/static/index.html", "/static/..%2fclient_page.py", "/static/nothing.js"]
+)
+async def test_only_the_listed_assets_are_reachable(anonymous: GraphQLClient, path: str) -> None:
+    assert (await anonymous.http.get(path)).status_code == 404
+
+
+async def test_without_google_client_ids_the_config_says_so(app_client: Any) -> None:
+    client: GraphQLClient = await app_client(google_client_ids=[])
+    response = await client.http.get("/client-config.json")
+    assert response.json()["googleClientId"] is None
+
+
+class TestInProduction:
+    @pytest.fixture
+    async def production(self, app_client: Any, keys_file: Path) -> GraphQLClient:
+        client: GraphQLClient = await app_client(env="production", jwt_keys_file=keys_file)
+        return client
+
+    async def test_get_graphql_serves_no_graphiql(self, production: GraphQLClient) -> None:
+        response = await production.http.get("/graphql", headers={"accept": "text/html"})
+        assert response.status_code == 405
+        assert response.headers["content-type"] == "application/json"
+        assert "graphiql" not in response.text.lower()
+
+    @pytest.mark.parametrize("path", ["/", "/client-config.json", "/static/app.js"])
+    async def test_the_reference_client_is_absent(
+        self, production: GraphQLClient, path: str
+    ) -> None:
+        assert (await production.http.get(path)).status_code == 404
+
+
+def _serve_output(env: dict[str, str], tmp_path: Path) -> str:
+    """What ``graphql-api serve`` prints before it listens (on a port already taken)."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(  # noqa: S603
+            [sys.executable, "-m", "graphql_api", "serve", "--port", str(port)],
+            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    return result.stdout
+
+
+def test_serve_prints_no_graphiql_or_dev_token_in_production(
+    tmp_path: Path, keys_file: Path
+) -> None:
+    output = _serve_output(
+        {
+            "GRAPHQL_API_ENV": "production",
+            "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
+            "GRAPHQL_API_JWT_KEYS_FILE": str(keys_file),
+            "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
+        },
+        tmp_path,
+    )
+    assert "graphql_api (production)" in output
+    assert "GraphiQL" not in output
+    assert "dev-token" not in output
+    assert "Reference client" not in output

@@ -1,0 +1,258 @@
+"""Scale beyond one process: two `graphql-api serve` processes on one PostgreSQL and Redis.
+
+Sessions are shared through the database's revocation log (each process polls it every
+0.5 s) and rate limits through Redis, so a client may land on either process. Also:
+`serve` drains a request already in flight when it is told to stop.
+
+Needs PostgreSQL (TEST_POSTGRES_DSN) and Redis (TEST_REDIS_URL, default
+redis://127.0.0.1:6379/0): skipped locally when either is unreachable, failed under CI=true.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from graphql_api.db.migrate import migrate
+from tests.conftest import IN_CI, LOGIN, _create_pg_database, _drop_pg_database, error_codes
+from tests.fake_google import CLIENT_ID, FakeGoogle
+
+REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+ROOT = Path(__file__).resolve().parents[1]
+SERVE = Path(sys.executable).with_name("graphql-api")
+ME = "{ me { id } }"
+
+
+@dataclass
+class Process:
+    """One `graphql-api serve` subprocess on its own port."""
+
+    popen: subprocess.Popen[bytes]
+    url: str
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def _redis_reachable() -> None:
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure means "no Redis here"
+        message = f"Redis unreachable at {REDIS_URL}: {exc}"
+        if IN_CI:
+            pytest.fail(message)
+        pytest.skip(message)
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture(scope="module")
+async def shared_database() -> AsyncIterator[str]:
+    await _redis_reachable()
+    name, url = await _create_pg_database()
+    try:
+        await migrate(url)
+        yield url
+    finally:
+        await _drop_pg_database(name)
+
+
+@pytest.fixture(scope="module")
+def start(
+    shared_database: str,
+    keys_file: Path,
+    fake_google: FakeGoogle,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Any]:
+    """``start()`` -> a new `graphql-api serve` process, ready, on the shared stores."""
+    processes: list[Process] = []
+    logs = tmp_path_factory.mktemp("serve-logs")
+
+    def _start() -> Process:
+        port = _free_port()
+        env = dict(os.environ)
+        env.update(
+            GRAPHQL_API_ENV="production",
+            GRAPHQL_API_DATABASE_URL=shared_database,
+            GRAPHQL_API_REDIS_URL=REDIS_URL,
+            GRAPHQL_API_JWT_KEYS_FILE=str(keys_file),
+            GRAPHQL_API_GOOGLE_CLIENT_IDS=CLIENT_ID,
+            GRAPHQL_API_GOOGLE_CERTS_URL=fake_google.jwks_url,
+            # Few logins per client IP per day, shared by every process through Redis.
+            GRAPHQL_API_LOGIN_RATE_LIMIT="3/day",
+            # Each test sends its own X-Forwarded-For, so runs never share a counter.
+            GRAPHQL_API_TRUSTED_PROXIES="127.0.0.1",
+            GRAPHQL_API_DB_POOL_SIZE="2",
+        )
+        log = logs / f"serve-{port}.log"
+        with log.open("wb") as out:
+            popen = subprocess.Popen(  # noqa: S603
+                [str(SERVE), "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        process = Process(popen, f"http://127.0.0.1:{port}", log)
+        processes.append(process)
+        _wait_ready(process)
+        return process
+
+    yield _start
+    for process in processes:
+        if process.popen.poll() is None:
+            process.popen.send_signal(signal.SIGTERM)
+    for process in processes:
+        try:
+            process.popen.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.popen.kill()
+            process.popen.wait()
+
+
+def _wait_ready(process: Process, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.popen.poll() is not None:
+            pytest.fail(f"graphql-api serve exited early:\n{process.output()}")
+        try:
+            if httpx.get(f"{process.url}/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    pytest.fail(f"graphql-api serve did not become ready:\n{process.output()}")
+
+
+@pytest.fixture(scope="module")
+def two_processes(start: Any) -> tuple[Process, Process]:
+    return start(), start()
+
+
+def fresh_client_ip() -> str:
+    """A client address no earlier run used: rate-limit counters in Redis outlive a run."""
+    return str(ipaddress.IPv6Address((0x20010DB8 << 96) | secrets.randbits(96)))
+
+
+async def gql(
+    http: httpx.AsyncClient,
+    process: Process,
+    query: str,
+    variables: dict[str, Any] | None = None,
+    *,
+    token: str | None = None,
+    ip: str,
+) -> dict[str, Any]:
+    headers = {"x-forwarded-for": ip}
+    if token:
+        headers["authorization"] = f"Bearer {token}"
+    response = await http.post(
+        f"{process.url}/graphql", json={"query": query, "variables": variables}, headers=headers
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(
+    http: httpx.AsyncClient, process: Process, google: FakeGoogle, *, ip: str
+) -> dict[str, Any]:
+    sub = f"mp-{secrets.token_hex(6)}"
+    id_token = google.mint(sub=sub, email=f"{sub}@example.com")
+    return await gql(http, process, LOGIN, {"idToken": id_token}, ip=ip)
+
+
+async def test_a_logout_through_one_process_is_refused_by_the_other_within_a_second(
+    two_processes: tuple[Process, Process], fake_google: FakeGoogle
+) -> None:
+    first, second = two_processes
+    ip = fresh_client_ip()
+    async with httpx.AsyncClient(timeout=10) as http:
+        body = await login(http, first, fake_google, ip=ip)
+        assert "errors" not in body, body
+        token = body["data"]["googleLogin"]["accessToken"]
+        assert "errors" not in await gql(http, second, ME, token=token, ip=ip)
+
+        assert (await gql(http, first, "mutation { logout }", token=token, ip=ip))["data"] == {
+            "logout": True
+        }
+        logged_out = time.monotonic()
+        codes: list[str] = []
+        while time.monotonic() - logged_out < 1.0:
+            codes = error_codes(await gql(http, second, ME, token=token, ip=ip))
+            if codes:
+                break
+            await asyncio.sleep(0.05)
+
+    assert codes == ["UNAUTHENTICATED"]
+
+
+async def test_the_login_rate_limit_counts_across_processes(
+    two_processes: tuple[Process, Process], fake_google: FakeGoogle
+) -> None:
+    first, second = two_processes
+    ip = fresh_client_ip()
+    # A per-process counter would allow 3 logins on each; Redis allows 3 in all.
+    async with httpx.AsyncClient(timeout=10) as http:
+        answers = [
+            await login(http, process, fake_google, ip=ip)
+            for process in (first, second, first, second)
+        ]
+
+    assert [error_codes(body) for body in answers] == [[], [], [], ["RATE_LIMITED"]]
+
+
+async def test_serve_drains_a_request_in_flight_when_told_to_stop(
+    start: Any, fake_google: FakeGoogle
+) -> None:
+    process = start()
+    host, port = process.url.removeprefix("http://").split(":")
+    body = b'{"query": "{ __typename }"}'
+    reader, writer = await asyncio.open_connection(host, int(port))
+    # Headers and half the body: the request is in flight when the signal arrives.
+    writer.write(
+        b"POST /graphql HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+        + f"Content-Length: {len(body)}\r\n\r\n".encode()
+        + body[:10]
+    )
+    await writer.drain()
+    await asyncio.sleep(0.3)
+    process.popen.send_signal(signal.SIGTERM)
+    await asyncio.sleep(0.3)
+    assert process.popen.poll() is None  # still draining
+
+    writer.write(body[10:])
+    await writer.drain()
+    response = await asyncio.wait_for(reader.read(), timeout=10)
+    writer.close()
+
+    status_line, _, rest = response.partition(b"\r\n")
+    assert status_line == b"HTTP/1.1 200 OK", response
+    assert rest.endswith(b'{"data":{"__typename":"Query"}}'), response
+    # uvicorn re-raises the signal it caught once shutdown is complete.
+    assert await asyncio.to_thread(process.popen.wait, 10) in (0, -signal.SIGTERM)
