@@ -15,12 +15,8 @@ import ipaddress
 import os
 import secrets
 import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,30 +26,10 @@ import pytest
 from graphql_api.db.migrate import migrate
 from tests.conftest import IN_CI, LOGIN, _create_pg_database, _drop_pg_database, error_codes
 from tests.fake_google import CLIENT_ID, FakeGoogle
+from tests.live_server import LiveServer
 
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-ROOT = Path(__file__).resolve().parents[1]
-SERVE = Path(sys.executable).with_name("graphql-api")
 ME = "{ me { id } }"
-
-
-@dataclass
-class Process:
-    """One `graphql-api serve` subprocess on its own port."""
-
-    popen: subprocess.Popen[bytes]
-    url: str
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def _redis_reachable() -> None:
@@ -90,67 +66,34 @@ def start(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Any]:
     """``start()`` -> a new `graphql-api serve` process, ready, on the shared stores."""
-    processes: list[Process] = []
+    processes: list[LiveServer] = []
     logs = tmp_path_factory.mktemp("serve-logs")
 
-    def _start() -> Process:
-        port = _free_port()
-        env = dict(os.environ)
-        env.update(
-            GRAPHQL_API_ENV="production",
-            GRAPHQL_API_DATABASE_URL=shared_database,
-            GRAPHQL_API_REDIS_URL=REDIS_URL,
-            GRAPHQL_API_JWT_KEYS_FILE=str(keys_file),
-            GRAPHQL_API_GOOGLE_CLIENT_IDS=CLIENT_ID,
-            GRAPHQL_API_GOOGLE_CERTS_URL=fake_google.jwks_url,
+    def _start() -> LiveServer:
+        settings = {
+            "ENV": "production",
+            "DATABASE_URL": shared_database,
+            "REDIS_URL": REDIS_URL,
+            "JWT_KEYS_FILE": str(keys_file),
+            "GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "GOOGLE_CERTS_URL": fake_google.jwks_url,
             # Few logins per client IP per day, shared by every process through Redis.
-            GRAPHQL_API_LOGIN_RATE_LIMIT="3/day",
+            "LOGIN_RATE_LIMIT": "3/day",
             # Each test sends its own X-Forwarded-For, so runs never share a counter.
-            GRAPHQL_API_TRUSTED_PROXIES="127.0.0.1",
-            GRAPHQL_API_DB_POOL_SIZE="2",
-        )
-        log = logs / f"serve-{port}.log"
-        with log.open("wb") as out:
-            popen = subprocess.Popen(  # noqa: S603
-                [str(SERVE), "serve", "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        process = Process(popen, f"http://127.0.0.1:{port}", log)
+            "TRUSTED_PROXIES": "127.0.0.1",
+            "DB_POOL_SIZE": "2",
+        }
+        process = LiveServer.start(settings=settings, log_dir=logs)
         processes.append(process)
-        _wait_ready(process)
         return process
 
     yield _start
     for process in processes:
-        if process.popen.poll() is None:
-            process.popen.send_signal(signal.SIGTERM)
-    for process in processes:
-        try:
-            process.popen.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.popen.kill()
-            process.popen.wait()
-
-
-def _wait_ready(process: Process, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.popen.poll() is not None:
-            pytest.fail(f"graphql-api serve exited early:\n{process.output()}")
-        try:
-            if httpx.get(f"{process.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"graphql-api serve did not become ready:\n{process.output()}")
+        process.stop()
 
 
 @pytest.fixture(scope="module")
-def two_processes(start: Any) -> tuple[Process, Process]:
+def two_processes(start: Any) -> tuple[LiveServer, LiveServer]:
     return start(), start()
 
 
@@ -161,7 +104,7 @@ def fresh_client_ip() -> str:
 
 async def gql(
     http: httpx.AsyncClient,
-    process: Process,
+    process: LiveServer,
     query: str,
     variables: dict[str, Any] | None = None,
     *,
@@ -180,7 +123,7 @@ async def gql(
 
 
 async def login(
-    http: httpx.AsyncClient, process: Process, google: FakeGoogle, *, ip: str
+    http: httpx.AsyncClient, process: LiveServer, google: FakeGoogle, *, ip: str
 ) -> dict[str, Any]:
     sub = f"mp-{secrets.token_hex(6)}"
     id_token = google.mint(sub=sub, email=f"{sub}@example.com")
@@ -188,7 +131,7 @@ async def login(
 
 
 async def test_a_logout_through_one_process_is_refused_by_the_other_within_a_second(
-    two_processes: tuple[Process, Process], fake_google: FakeGoogle
+    two_processes: tuple[LiveServer, LiveServer], fake_google: FakeGoogle
 ) -> None:
     first, second = two_processes
     ip = fresh_client_ip()
@@ -213,7 +156,7 @@ async def test_a_logout_through_one_process_is_refused_by_the_other_within_a_sec
 
 
 async def test_the_login_rate_limit_counts_across_processes(
-    two_processes: tuple[Process, Process], fake_google: FakeGoogle
+    two_processes: tuple[LiveServer, LiveServer], fake_google: FakeGoogle
 ) -> None:
     first, second = two_processes
     ip = fresh_client_ip()
@@ -242,9 +185,9 @@ async def test_serve_drains_a_request_in_flight_when_told_to_stop(
     )
     await writer.drain()
     await asyncio.sleep(0.3)
-    process.popen.send_signal(signal.SIGTERM)
+    process.process.send_signal(signal.SIGTERM)
     await asyncio.sleep(0.3)
-    assert process.popen.poll() is None  # still draining
+    assert process.process.poll() is None  # still draining
 
     writer.write(body[10:])
     await writer.drain()
@@ -255,4 +198,4 @@ async def test_serve_drains_a_request_in_flight_when_told_to_stop(
     assert status_line == b"HTTP/1.1 200 OK", response
     assert rest.endswith(b'{"data":{"__typename":"Query"}}'), response
     # uvicorn re-raises the signal it caught once shutdown is complete.
-    assert await asyncio.to_thread(process.popen.wait, 10) in (0, -signal.SIGTERM)
+    assert await asyncio.to_thread(process.process.wait, 10) in (0, -signal.SIGTERM)

@@ -62,7 +62,8 @@ class QueryLimitRule(ValidationRule):
         return BREAK
 
     def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
-        raise NotImplementedError
+        """The rule's errors for ``document``; every concrete rule overrides this."""
+        return iter(())
 
     @classmethod
     def needs_request_check(cls, document: DocumentNode) -> bool:
@@ -239,7 +240,8 @@ class _CountingRule(QueryLimitRule):
         return total
 
     def own(self, node: Any) -> int:
-        raise NotImplementedError
+        """What ``node`` itself adds to the count; every concrete rule overrides this."""
+        return 0
 
 
 class MaxAliasesRule(_CountingRule):

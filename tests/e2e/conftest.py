@@ -10,20 +10,16 @@ CI=true.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import httpx
 import pytest
 
 from tests.conftest import IN_CI
 from tests.fake_google import CLIENT_ID, FakeGoogle
+from tests.live_server import COMMAND, LiveServer, environment
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser
@@ -49,37 +45,6 @@ def _missing(reason: str) -> None:
     pytest.skip(f"browser tests skipped: {reason} (run scripts/ensure-chromium)")
 
 
-@dataclass
-class LiveServer:
-    url: str
-    process: subprocess.Popen[bytes]
-    log: Path
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _wait_ready(server: LiveServer, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if server.process.poll() is not None:
-            pytest.fail(f"the server exited early:\n{server.output()}")
-        try:
-            if httpx.get(f"{server.url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    pytest.fail(f"the server did not become ready:\n{server.output()}")
-
-
 @pytest.fixture(scope="module")
 def serve(
     tmp_path_factory: pytest.TempPathFactory, fake_google: FakeGoogle, keys_file: Path
@@ -89,8 +54,6 @@ def serve(
 
     def _serve(**overrides: str) -> LiveServer:
         tmp = tmp_path_factory.mktemp("live")
-        port = _free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
         settings = {
             "ENV": "development",
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/e2e.db",
@@ -103,30 +66,16 @@ def serve(
             "REFRESH_RATE_LIMIT": "1000/minute",
             **overrides,
         }
-        env.update({f"GRAPHQL_API_{name}": value for name, value in settings.items()})
-        command = [sys.executable, "-m", "graphql_api"]
-        subprocess.run([*command, "migrate"], env=env, check=True, capture_output=True)  # noqa: S603
-        log = tmp / "server.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(  # noqa: S603
-                [*command, "serve", "--host", "127.0.0.1", "--port", str(port)],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
-        server = LiveServer(url=f"http://127.0.0.1:{port}", process=process, log=log)
+        subprocess.run(  # noqa: S603 - our own CLI
+            [*COMMAND, "migrate"], env=environment(settings), check=True, capture_output=True
+        )
+        server = LiveServer.start(settings=settings, log_dir=tmp, timeout=20)
         servers.append(server)
-        _wait_ready(server)
         return server
 
     yield _serve
     for server in servers:
-        server.process.terminate()
-        try:
-            server.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.process.kill()
-            server.process.wait()
+        server.stop(timeout=10)
 
 
 @pytest.fixture(scope="module")
