@@ -6,10 +6,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
 from graphql_api.settings import ConfigurationError, Settings
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 SCHEMA_FILE = Path("schema/schema.graphql")
 
@@ -27,12 +31,37 @@ def _settings() -> Settings:
     return settings
 
 
+def serving_app() -> FastAPI:
+    """``create_app()`` plus what only a serving process does: once started, move the
+    long-lived heap (schema, mappers, caches: ~135k objects) out of the garbage
+    collector's generations. Otherwise every full collection walks all of it, which
+    cost ~0.5 ms per request of 100 categories. Still freed when no longer referenced."""
+    import gc
+    from collections.abc import AsyncIterator
+    from contextlib import asynccontextmanager
+
+    from graphql_api.app import create_app
+
+    app = create_app()
+    start = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
+        async with start(running) as state:
+            gc.collect()
+            gc.freeze()
+            yield state
+
+    app.router.lifespan_context = lifespan
+    return app
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from graphql_api.auth.keys import KeyFileError
     from graphql_api.container import load_signing_keys
-    from graphql_api.logging_config import configure_logging
+    from graphql_api.logging_config import configure_logging, logging_config
 
     settings = _settings()
     try:
@@ -56,12 +85,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print('                    {"Authorization": "Bearer <token>"}', flush=True)
     print(f"  Health:           {base}/healthz  {base}/readyz", flush=True)
     uvicorn.run(
-        "graphql_api.app:create_app",
+        "graphql_api.cli:serving_app",
         factory=True,
         host=args.host,
         port=args.port,
         workers=args.workers,
-        log_config=None,
+        # Applied again in each worker process: without it, workers log nothing below WARNING.
+        log_config=logging_config(),
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=20,
@@ -107,7 +137,10 @@ def cmd_keys(args: argparse.Namespace) -> int:
             print(f"wrote {path} with signing key {kid}")
         else:
             kid = rotate_key_file(path, algorithm=args.algorithm, keep=args.keep)
-            print(f"{path}: {kid} now signs; older keys still verify. Restart to apply.")
+            kept = "older keys still verify"
+            if args.keep is not None:
+                kept = f"kept the newest {max(args.keep, 1)} key(s)"
+            print(f"{path}: {kid} now signs; {kept}. Restart to apply.")
     except KeyFileError as exc:
         print(f"graphql-api: {exc}", file=sys.stderr)
         return 1
@@ -206,8 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from socket import gaierror
+
+    from sqlalchemy.exc import SQLAlchemyError
+
     args = build_parser().parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except (SQLAlchemyError, ConnectionError, TimeoutError, gaierror) as exc:
+        # A database that is down or misnamed is an operator's fix: one line, no traceback.
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        sys.exit(f"graphql-api: cannot use GRAPHQL_API_DATABASE_URL: {detail}")
     return result
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
+import logging.config
 import time
 from typing import Any
 
@@ -28,10 +28,21 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+def logging_config(level: str = "INFO") -> dict[str, Any]:
+    """The ``dictConfig`` of our JSON lines: uvicorn applies it in every worker process."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": f"{__name__}.JsonFormatter"}},
+        "handlers": {"stderr": handler},
+        "loggers": {
+            "graphql_api": {"handlers": ["stderr"], "level": level, "propagate": False},
+            # The server's own failures (e.g. an exception outside the app) as JSON too.
+            "uvicorn": {"handlers": ["stderr"], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
 def configure_logging(level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
-    root = logging.getLogger("graphql_api")
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    root.propagate = False
+    logging.config.dictConfig(logging_config(level))

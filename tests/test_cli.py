@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -83,6 +87,16 @@ def test_migrate_set_role_and_dev_token(tmp_path: Path) -> None:
     assert run("users", "set-role", "dev@example.com", "KING", env=env).returncode == 2
 
 
+def test_unreachable_database_is_one_line_naming_the_setting() -> None:
+    # Port 1: nothing listens there, so the connection is refused at once.
+    env = {"GRAPHQL_API_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    for command in (["migrate"], ["dev-token", "dev@example.com"]):
+        result = run(*command, env=env)
+        assert result.returncode == 1
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "GRAPHQL_API_DATABASE_URL" in lines[0], result.stderr
+
+
 def test_dev_token_is_refused_in_production(tmp_path: Path) -> None:
     keys = tmp_path / "keys.json"
     run("keys", "generate", "--file", str(keys))
@@ -94,3 +108,56 @@ def test_dev_token_is_refused_in_production(tmp_path: Path) -> None:
     }
     result = run("dev-token", "a@example.com", env=env)
     assert result.returncode == 1 and result.stdout == ""
+
+
+def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
+    env.update(
+        GRAPHQL_API_ENV="development",
+        GRAPHQL_API_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/serve.db",
+        GRAPHQL_API_JWT_KEYS_FILE=str(keys),
+    )
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen(  # noqa: S603 - our own CLI
+            [sys.executable, "-m", "graphql_api", "serve", "--port", str(port), "--workers", "2"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        for _ in range(4):
+            httpx.post(
+                f"{url}/graphql",
+                json={"query": "{ me { id } }"},
+                headers={"authorization": "Bearer not.a.token"},
+            )
+        deadline = time.monotonic() + 5
+        while '"event": "token_refused"' not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    refused = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"event": "token_refused"' in line
+    ]
+    assert refused and all(entry["level"] == "INFO" for entry in refused)

@@ -16,12 +16,23 @@ from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from threading import Lock
+from typing import TYPE_CHECKING
 
-from graphql import ASTValidationRule, DocumentNode, GraphQLError, GraphQLSchema, validate
+from graphql import (
+    ASTValidationRule,
+    DocumentNode,
+    GraphQLError,
+    GraphQLSchema,
+    OperationDefinitionNode,
+    validate,
+)
 from strawberry.extensions import SchemaExtension
 from strawberry.schema.schema import validate_document
 
 from graphql_api.api.query_limits import QueryLimitRule
+
+if TYPE_CHECKING:
+    from strawberry.types import ExecutionContext
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,5 +128,18 @@ class CachedValidation(SchemaExtension):
                         context.operation_name,
                     )
                 )
+            if not errors and _needs_operation_name(context, entry.document):
+                errors.append(GraphQLError(MULTIPLE_OPERATIONS))
             context.pre_execution_errors = errors
         yield
+
+
+MULTIPLE_OPERATIONS = "Must provide operationName if the query contains multiple operations."
+
+
+def _needs_operation_name(context: ExecutionContext, document: DocumentNode) -> bool:
+    # Strawberry would silently run the first operation; the GraphQL spec says refuse.
+    if context._provided_operation_name is not None:  # the public property guesses
+        return False
+    operations = (d for d in document.definitions if isinstance(d, OperationDefinitionNode))
+    return next(operations, None) is not None and next(operations, None) is not None

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import cast
+from typing import Protocol, cast
 
 import strawberry
 from graphql import FieldNode
@@ -16,6 +17,23 @@ from graphql_api.errors import NotFound
 
 Role = models.Role
 strawberry.enum(Role, name="Role")
+
+
+class CategoryRow(Protocol):
+    """What a Category is built from: a read record or an ORM row fresh from a write."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def description(self) -> str | None: ...
+    @property
+    def owner_id(self) -> int: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def updated_at(self) -> datetime: ...
 
 
 @strawberry.type
@@ -82,7 +100,7 @@ class CategoryType:
         return cast(UserType, _load_owner(info, self.owner_id))
 
     @classmethod
-    def of(cls, row: models.Category, owner: UserType | None = None) -> CategoryType:
+    def of(cls, row: CategoryRow, owner: UserType | None = None) -> CategoryType:
         return cls(
             id=strawberry.ID(str(row.id)),
             name=row.name,
@@ -117,7 +135,7 @@ def selects(info: Info, *path: str) -> bool:
     return True
 
 
-async def category_page(info: Info, rows: list[models.Category], limit: int) -> CategoryConnection:
+async def category_page(info: Info, rows: Sequence[CategoryRow], limit: int) -> CategoryConnection:
     """A connection of ``rows``, with all their owners loaded in one batch if selected."""
     owners: dict[int, UserType] = {}
     if rows and selects(info, "edges", "node", "owner"):
@@ -158,7 +176,7 @@ class CategoryConnection:
 
     @classmethod
     def build(
-        cls, rows: list[models.Category], limit: int, owners: dict[int, UserType] | None = None
+        cls, rows: Sequence[CategoryRow], limit: int, owners: dict[int, UserType] | None = None
     ) -> CategoryConnection:
         owners = owners or {}
         edges = [

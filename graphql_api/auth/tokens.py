@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, NewType
 
@@ -18,6 +19,7 @@ REQUIRED_CLAIMS = ("iss", "aud", "sub", "iat", "exp", "jti", "sid")
 # Headers that would let the token pick its own verification key: never honoured.
 FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit"})
 MAX_TOKEN_LENGTH = 4096
+VERIFIED_CACHE_SIZE = 10_000
 
 RefreshToken = NewType("RefreshToken", str)
 RefreshTokenHash = NewType("RefreshTokenHash", str)
@@ -55,7 +57,22 @@ def hash_refresh_token(token: str) -> RefreshTokenHash:
     return RefreshTokenHash(hashlib.sha256(token.encode("utf-8")).hexdigest())
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    claims: AccessClaims
+    not_before: int
+
+
 class AccessTokenCodec:
+    """Issues and verifies access tokens.
+
+    Verifying a signature costs more than the rest of a small request, and a client sends
+    the same token until it expires, so ``decode`` remembers the tokens it has verified
+    (keyed by the exact token string, at most ``cache_size``, least recently used out).
+    A remembered token is still checked against the clock on every use, so it expires on
+    time; whether its session was revoked is the caller's check, made on every request.
+    """
+
     def __init__(
         self,
         *,
@@ -65,6 +82,7 @@ class AccessTokenCodec:
         ttl: int,
         leeway: int,
         clock: Clock,
+        cache_size: int = VERIFIED_CACHE_SIZE,
     ) -> None:
         self.keys = keys
         self.issuer = issuer
@@ -72,6 +90,8 @@ class AccessTokenCodec:
         self.ttl = ttl
         self.leeway = leeway
         self.clock = clock
+        self.cache_size = cache_size
+        self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
     def issue(
         self, *, user_id: int, session_id: str, not_after: float | None = None
@@ -102,6 +122,24 @@ class AccessTokenCodec:
         return IssuedAccessToken(token, expires - now, claims)
 
     def decode(self, token: str) -> AccessClaims:
+        verified = self._verified.get(token)
+        if verified is None:
+            claims, not_before = self._verify(token)
+            if self.cache_size > 0:
+                self._verified[token] = _Verified(claims, not_before)
+                if len(self._verified) > self.cache_size:
+                    self._verified.popitem(last=False)
+            return claims
+        claims = verified.claims
+        try:
+            self._check_times(claims.issued_at, claims.expires_at, verified.not_before)
+        except InvalidToken:
+            del self._verified[token]
+            raise
+        self._verified.move_to_end(token)
+        return claims
+
+    def _verify(self, token: str) -> tuple[AccessClaims, int]:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
             raise InvalidToken("malformed")
         try:
@@ -143,8 +181,7 @@ class AccessTokenCodec:
             raise InvalidToken(exc.__class__.__name__) from exc
         return self._claims(payload)
 
-    def _claims(self, payload: dict[str, Any]) -> AccessClaims:
-        now = self.clock.timestamp()
+    def _claims(self, payload: dict[str, Any]) -> tuple[AccessClaims, int]:
         sub, sid, jti = payload["sub"], payload["sid"], payload["jti"]
         iat, exp, nbf = payload["iat"], payload["exp"], payload.get("nbf", 0)
         if not hmac.compare_digest(str(payload["iss"]), self.issuer):
@@ -155,6 +192,10 @@ class AccessTokenCodec:
             raise InvalidToken("sid/jti")
         if not all(type(value) is int for value in (iat, exp, nbf)):
             raise InvalidToken("times")
+        self._check_times(iat, exp, nbf)
+        return AccessClaims(int(sub), sid, jti, iat, exp), nbf
+
+    def _check_times(self, iat: int, exp: int, nbf: int) -> None:
+        now = self.clock.timestamp()
         if exp <= now - self.leeway or iat > now + self.leeway or nbf > now + self.leeway:
             raise InvalidToken("expired or not yet valid")
-        return AccessClaims(int(sub), sid, jti, iat, exp)

@@ -156,6 +156,9 @@ class AuthService:
             return _Rotation("unknown")
         if not self._alive(row, now):
             return _Rotation("expired", row)
+        if found.rotated_at is None:
+            # Per user too, not only per IP. Raised inside the transaction: nothing rotates.
+            await self.limiter.hit(f"refresh:user:{row.user_id}", self.settings.refresh_rate)
         if found.rotated_at is not None or not await sessions_repo.mark_rotated(
             session=session, token_id=found.id, now=now
         ):

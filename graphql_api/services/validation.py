@@ -12,6 +12,11 @@ DESCRIPTION_MAX = 1000
 URL_MAX = 2048
 
 
+# Invisible format characters are refused (bidi overrides spoof text), except the
+# joiners that real text needs: emoji sequences (ZWJ) and Persian or Indic words (ZWNJ).
+_JOINERS = "\u200c\u200d"
+
+
 def _has_control(text: str, allowed: str = "") -> bool:
     return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in text)
 
@@ -20,7 +25,7 @@ def clean_name(value: str, *, field: str = "name") -> str:
     name = value.strip()
     if not 1 <= len(name) <= NAME_MAX:
         raise BadUserInput(f"{field} must be 1 to {NAME_MAX} characters.", field=field)
-    if _has_control(name):
+    if _has_control(name, allowed=_JOINERS):
         raise BadUserInput(f"{field} must not contain control characters.", field=field)
     return name
 
@@ -32,7 +37,7 @@ def clean_description(value: str | None) -> str | None:
         raise BadUserInput(
             f"description must be at most {DESCRIPTION_MAX} characters.", field="description"
         )
-    if _has_control(value, allowed="\n\t\r"):
+    if _has_control(value, allowed="\n\t\r" + _JOINERS):
         raise BadUserInput("description must not contain control characters.", field="description")
     return value
 

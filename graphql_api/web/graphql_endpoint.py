@@ -7,14 +7,17 @@ the response. GraphQL semantics stay in the schema.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import re
 import secrets
 from typing import Any
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
+from starlette.types import Receive, Scope, Send
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
 from strawberry.types import ExecutionResult
@@ -35,6 +38,26 @@ REFRESH_COOKIE = "graphql_api_refresh"
 COOKIE_PATH = "/graphql"
 TRANSPORT_HEADER = "x-refresh-token-transport"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+class _RequestIds:
+    """Request ids are for correlating logs: unique, not secret. A random prefix per
+    process (drawn again in a forked child) and a counter cost far less than a random
+    id per request."""
+
+    def __init__(self) -> None:
+        self._renew()
+        os.register_at_fork(after_in_child=self._renew)
+
+    def _renew(self) -> None:
+        self._prefix = secrets.token_hex(6)
+        self._numbers = itertools.count(1)
+
+    def next(self) -> str:
+        return f"{self._prefix}-{next(self._numbers):x}"
+
+
+_request_ids = _RequestIds()
 
 
 class BodyTooLarge(Exception):
@@ -91,6 +114,17 @@ class GraphQLEndpoint:
         if self.development and "query" not in request.query_params:
             return HTMLResponse(graphiql_html(), headers={"content-security-policy": GRAPHIQL_CSP})
         return _error(405, "Use POST with Content-Type: application/json.")
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /graphql as a bare ASGI app, without the router and its middleware."""
+        try:
+            response = await self.post(Request(scope, receive))
+        except ClientDisconnect:
+            return
+        except Exception:
+            logger.exception("unhandled error", extra={"event": "unhandled_error"})
+            response = _error(500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR")
+        await response(scope, receive, send)
 
     async def post(self, request: Request) -> Response:
         content_type = request.headers.get("content-type", "")
@@ -184,7 +218,7 @@ class GraphQLEndpoint:
         headers = request.headers
         request_id = headers.get("x-request-id", "")
         if not _REQUEST_ID.match(request_id):
-            request_id = secrets.token_hex(8)
+            request_id = _request_ids.next()
         peer = request.client.host if request.client else None
         client = Client(
             ip=client_ip(peer, headers.get("x-forwarded-for"), self.proxies),

@@ -37,6 +37,8 @@ from pathlib import Path
 from graphql_api.auth.keys import generate_key_file
 from graphql_api.container import Container
 from graphql_api.db.migrate import migrate
+from graphql_api.db.models import Revocation
+from graphql_api.services.revocation import RevocationList
 from tests.benchmarks.data import CLIENT_ID, Caller, production_settings, seed, sign_in
 from tests.benchmarks.workloads import SERVERS, W3, WORKLOADS, Workload
 
@@ -103,6 +105,7 @@ class Report:
     results: list[Result] = field(default_factory=list)
     memory: dict[str, int] = field(default_factory=dict)
     keyset: dict[str, object] | None = None
+    revocation: dict[str, float] | None = None
     notes: list[str] = field(default_factory=list)
 
     def cell(self, server: str, workload: str) -> Result | None:
@@ -478,8 +481,29 @@ def markdown(report: Report) -> str:
             f"`{k['after_plan']}`; EXPLAIN ANALYZE execution {k['first_exec_ms']:.3f} ms vs "
             f"{k['after_exec_ms']:.3f} ms.",
         ]
+    if report.revocation:
+        lines += ["", *revocation_markdown(report.revocation)]
     lines += [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
+
+
+def revocation_markdown(cost: dict[str, float]) -> list[str]:
+    lines = [
+        f"Revocation check (issue 3), in-process on the bench database: "
+        f"`RevocationList.is_revoked` with a fresh set costs {cost['check_ns']:.0f} ns per "
+        f"request; one poll of the revocation log (every {cost['poll_interval_s']:g} s per "
+        f"process) takes {cost['poll_ms']:.2f} ms (median; {cost['poll_1k_ms']:.2f} ms with "
+        f"1,000 recent revocations in the log).",
+    ]
+    if cost.get("request_rate"):
+        lines[0] += (
+            f" At ours' W2 rate ({cost['request_rate']:,.0f} req/s) the poll adds "
+            f"{cost['amortised_ns']:.0f} ns per request ({cost['amortised_1k_ns']:.0f} ns "
+            f"with 1,000 revocations), so the whole check costs about "
+            f"{cost['check_ns'] + cost['amortised_1k_ns']:.0f} ns of a "
+            f"{1e9 / cost['request_rate'] / 1000:,.0f} us request."
+        )
+    return lines
 
 
 def chart(report: Report, path: Path) -> None:
@@ -569,6 +593,12 @@ def main(argv: list[str] | None = None) -> int:
             if server.process.returncode not in (0, -signal.SIGTERM):
                 report.notes.append(f"{name} exited with {server.process.returncode}")
 
+        w2 = report.cell("ours", "W2")
+        report.revocation = asyncio.run(
+            revocation_cost(database_url, keys_file, w2.full.rps if w2 else None)
+        )
+        print("  " + revocation_markdown(report.revocation)[0], flush=True)
+
     if report.memory and report.memory["checkpoint_high"] < MEMORY_CHECKPOINTS[1]:
         report.notes.append(
             f"Memory: ours answers W3 too slowly to reach {MEMORY_CHECKPOINTS[1]:,} requests "
@@ -603,6 +633,61 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 1 if wrong else 0
+
+
+async def revocation_cost(
+    database_url: str, keys_file: Path, request_rate: float | None, *, calls: int = 200_000
+) -> dict[str, float]:
+    """What the per-request revocation check of ours costs: the set lookup on every
+    request, plus one poll query per process every ``poll_interval``, spread over the
+    requests of that interval."""
+    container = Container(production_settings(database_url, keys_file))
+    try:
+        revocations = container.revocations
+        interval = revocations.poll_interval
+        # A list that never goes stale during the loop: the lookup alone.
+        fresh = RevocationList(
+            db=container.db, clock=container.clock, poll_interval=3600, retention=3600
+        )
+        await fresh.refresh(force=True)
+        for _ in range(1000):
+            await fresh.is_revoked("bench-not-revoked")
+        started = time.perf_counter()
+        for _ in range(calls):
+            await fresh.is_revoked("bench-not-revoked")
+        check_ns = (time.perf_counter() - started) / calls * 1e9
+
+        async def poll_ms(repeats: int = 200) -> float:
+            timings = []
+            for _ in range(repeats):
+                started = time.perf_counter()
+                await revocations.refresh(force=True)
+                timings.append((time.perf_counter() - started) * 1000)
+            return sorted(timings)[len(timings) // 2]
+
+        await revocations.refresh(force=True)
+        poll = await poll_ms()
+        now = container.clock.now()
+        async with container.db.writer() as session:
+            session.add_all(
+                Revocation(session_id=f"bench-{n}", user_id=0, revoked_at=now, reason="bench")
+                for n in range(1000)
+            )
+        poll_1k = await poll_ms()
+    finally:
+        await container.close()
+    cost = {
+        "check_ns": check_ns,
+        "poll_ms": poll,
+        "poll_1k_ms": poll_1k,
+        "poll_interval_s": interval,
+    }
+    if request_rate:
+        per_interval = request_rate * interval
+        cost["request_rate"] = request_rate
+        cost["amortised_ns"] = poll * 1e6 / per_interval
+        cost["amortised_1k_ns"] = poll_1k * 1e6 / per_interval
+    return cost
 
 
 def keyset(rows: int) -> dict[str, object] | None:

@@ -14,7 +14,8 @@ from graphql_api.errors import RateLimited
 from graphql_api.rate_limit import RedisRateLimiter
 from graphql_api.settings import RateLimit
 from graphql_api.web.client_ip import client_ip, parse_proxies
-from tests.conftest import GraphQLClient, error_codes
+from tests.conftest import LOGIN, GraphQLClient, error_codes
+from tests.fake_google import FakeGoogle
 from tests.security.conftest import AppClient
 
 if TYPE_CHECKING:
@@ -53,6 +54,26 @@ async def test_refresh_attempts_past_the_limit_are_rate_limited(app_client: AppC
     async with app_client(refresh_rate_limit=THREE_A_DAY) as client:
         codes = [error_codes(await client.gql(query))[0] for _ in range(5)]
     assert codes == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"] * 2
+
+
+async def test_refreshes_of_one_user_are_limited_across_client_ips(
+    app_client: AppClient, fake_google: FakeGoogle
+) -> None:
+    refresh = "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }"
+    limits = {"refresh_rate_limit": THREE_A_DAY, "trusted_proxies": ["127.0.0.1/32"]}
+    async with app_client(**limits) as client:
+        login = await client.gql(LOGIN, {"idToken": fake_google.mint(sub="hammer")})
+        token = login["data"]["googleLogin"]["refreshToken"]
+        for i in range(3):
+            headers = {"x-forwarded-for": f"198.51.100.{i}"}
+            body = await client.gql(refresh, {"t": token}, headers=headers)
+            token = body["data"]["refreshToken"]["refreshToken"]
+        body = await client.gql(refresh, {"t": token}, headers={"x-forwarded-for": "203.0.113.9"})
+        assert error_codes(body) == ["RATE_LIMITED"]
+    # The refused attempt rotated nothing: the same token still works once the limit allows.
+    async with app_client() as other_process:
+        body = await other_process.gql(refresh, {"t": token})
+        assert "errors" not in body, body
 
 
 async def test_aliases_cannot_multiply_login_attempts(app_client: AppClient) -> None:

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import LOGIN, GraphQLClient
+from tests.conftest import LOGIN, GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
 from tests.security.conftest import AppClient, assert_no_internals
 
@@ -88,6 +88,20 @@ async def test_unknown_operation_name_is_a_client_error(anonymous: GraphQLClient
     )
     assert 400 <= response.status_code < 500 or "errors" in response.json()
     assert_no_internals(response.text)
+
+
+async def test_several_operations_without_operation_name_run_none(user: GraphQLClient) -> None:
+    document = "mutation Out { logout } query Me { me { id } }"
+    bearer = {"authorization": f"Bearer {user.token}"}
+    response = await user.http.post("/graphql", json={"query": document}, headers=bearer)
+    body = response.json()
+    assert body.get("data") is None
+    assert error_codes(body) == ["BAD_USER_INPUT"]
+    assert "operationName" in body["errors"][0]["message"]
+    # Nothing ran: the session is still alive, and naming an operation runs just that one.
+    chosen = {"query": document, "operationName": "Me"}
+    response = await user.http.post("/graphql", json=chosen, headers=bearer)
+    assert response.json() == {"data": {"me": {"id": user.user_id}}}
 
 
 @pytest.mark.parametrize("path", ["/graphql", "/healthz", "/.well-known/jwks.json", "/nowhere"])

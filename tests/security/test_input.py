@@ -54,6 +54,9 @@ async def test_description_over_1000_characters_is_refused(user: GraphQLClient) 
         "%_\\ LIKE wildcards",
         '"; SELECT pg_sleep(5); --',
         "💥 ünïcödé 名前 שלום",
+        # Joiners are part of real text: emoji sequences (ZWJ) and Persian words (ZWNJ).
+        "Family 👨\u200d👩\u200d👧",
+        "می\u200cخواهم",
         "<script>alert(1)</script>",
         "{{7*7}} ${7*7}",
     ],
