@@ -11,7 +11,7 @@ import os
 import secrets
 import tempfile
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,6 +87,13 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
             await migrate(url)
             yield url
         return
+    async with migrated_pg_database() as url:
+        yield url
+
+
+@asynccontextmanager
+async def migrated_pg_database() -> AsyncIterator[str]:
+    """A throwaway PostgreSQL database at the latest migration, dropped afterwards."""
     name, url = await _create_pg_database()
     try:
         await migrate(url)

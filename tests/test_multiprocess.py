@@ -23,8 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
-from graphql_api.db.migrate import migrate
-from tests.conftest import IN_CI, LOGIN, _create_pg_database, _drop_pg_database, error_codes
+from tests.conftest import IN_CI, LOGIN, error_codes, migrated_pg_database
 from tests.fake_google import CLIENT_ID, FakeGoogle
 from tests.live_server import LiveServer
 
@@ -50,12 +49,8 @@ async def _redis_reachable() -> None:
 @pytest.fixture(scope="module")
 async def shared_database() -> AsyncIterator[str]:
     await _redis_reachable()
-    name, url = await _create_pg_database()
-    try:
-        await migrate(url)
+    async with migrated_pg_database() as url:
         yield url
-    finally:
-        await _drop_pg_database(name)
 
 
 @pytest.fixture(scope="module")
