@@ -140,7 +140,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             kept = "older keys still verify"
             if args.keep is not None:
                 kept = f"kept the newest {max(args.keep, 1)} key(s)"
-            print(f"{path}: {kid} now signs; {kept}. Restart to apply.")
+            print(f"{path}: {kid} now signs; {kept}. Running services reload it within seconds.")
     except KeyFileError as exc:
         print(f"graphql-api: {exc}", file=sys.stderr)
         return 1

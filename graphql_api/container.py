@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +14,7 @@ from graphql_api.auth.google import (
     GoogleVerifier,
     HttpxCertsFetcher,
 )
-from graphql_api.auth.keys import KeySet, generate_key_file, load_key_set
+from graphql_api.auth.keys import KeyFileWatcher, KeySet, generate_key_file, load_key_set
 from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock
 from graphql_api.db.engine import Database
@@ -29,6 +31,10 @@ if TYPE_CHECKING:
 logger = logging.getLogger("graphql_api")
 
 DEV_KEYS_FILE = Path(".dev-jwt-keys.json")
+
+
+def signing_keys_file(settings: Settings) -> Path:
+    return settings.jwt_keys_file if settings.jwt_keys_file is not None else DEV_KEYS_FILE
 
 
 def load_signing_keys(settings: Settings) -> KeySet:
@@ -64,7 +70,13 @@ class Container:
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
         )
-        self.keys = keys or load_signing_keys(settings)
+        # Keys handed in (tests) are fixed; keys from a file follow the file.
+        self.key_watcher: KeyFileWatcher | None = None
+        if keys is None:
+            keys = load_signing_keys(settings)
+            self.key_watcher = KeyFileWatcher(signing_keys_file(settings), self._use_keys)
+        self.keys = keys
+        self._key_task: asyncio.Task[None] | None = None
         self.codec = AccessTokenCodec(
             keys=self.keys,
             issuer=settings.jwt_issuer,
@@ -108,7 +120,13 @@ class Container:
         self.users = UserService(db=self.db, clock=self.clock, revocations=self.revocations)
         self.categories = CategoryService(db=self.db, clock=self.clock)
 
+    def _use_keys(self, keys: KeySet) -> None:
+        self.keys = keys
+        self.codec.replace_keys(keys)
+
     async def start(self) -> None:
+        if self.key_watcher is not None:
+            self._key_task = asyncio.create_task(self.key_watcher.run())
         try:
             await self.revocations.refresh(force=True)
         except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database
@@ -118,6 +136,10 @@ class Container:
             )
 
     async def close(self) -> None:
+        if self._key_task is not None:
+            self._key_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._key_task
         await self.db.dispose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -82,3 +82,35 @@ async def test_jwks_endpoint_publishes_exactly_the_verifying_public_keys(
     assert {k["kid"] for k in published} == expected
     for key in published:
         assert "d" not in key and key["kty"] == "OKP" and key["alg"] == "EdDSA"
+
+
+async def test_a_running_service_follows_the_key_file_without_a_restart(
+    tmp_path: Path, database_url: str, fake_google: Any
+) -> None:
+    from graphql_api.container import Container
+    from tests.conftest import make_settings
+
+    path = tmp_path / "keys.json"
+    first_kid = generate_key_file(path)
+    container = Container(make_settings(database_url, fake_google, jwt_keys_file=path))
+    try:
+        assert container.key_watcher is not None
+        old_token = container.codec.issue(user_id=1, session_id="s").token
+        assert container.codec.decode(old_token).user_id == 1  # now remembered as verified
+
+        new_kid = rotate_key_file(path)
+        assert container.key_watcher.check() is True
+        assert container.codec.keys.current.kid == new_kid
+        assert {k["kid"] for k in container.keys.public_jwks()["keys"]} == {first_kid, new_kid}
+        assert container.codec.decode(old_token).user_id == 1  # the old key still verifies
+
+        rotate_key_file(path, keep=1)
+        assert container.key_watcher.check() is True
+        with pytest.raises(InvalidToken):  # removed from the file: refused, cache or not
+            container.codec.decode(old_token)
+
+        path.write_text("{ half written")
+        assert container.key_watcher.check() is False  # a broken file changes nothing
+        assert len(container.codec.keys.keys) == 1
+    finally:
+        await container.close()

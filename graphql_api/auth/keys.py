@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
+import logging
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +25,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 MIN_HMAC_KEY_BYTES = 32
+logger = logging.getLogger("graphql_api.keys")
 
 
 class KeyFileError(Exception):
@@ -163,3 +167,56 @@ def rotate_key_file(path: Path, *, algorithm: str = "EdDSA", keep: int | None = 
         keys = keys[: max(keep, 1)]
     _write_private(path, {**document, "keys": keys})
     return jwk["kid"]
+
+
+class KeyFileWatcher:
+    """Reloads the key file when it changes, so that ``keys rotate`` needs no restart.
+
+    A file that fails to load (half-edited, a weak key) is logged and ignored: the keys
+    in use stay until the file is valid again.
+    """
+
+    def __init__(
+        self, path: Path, on_change: Callable[[KeySet], None], *, interval: float = 2.0
+    ) -> None:
+        self.path = path
+        self.on_change = on_change
+        self.interval = interval
+        self._stamp = self._current_stamp()
+
+    def _current_stamp(self) -> tuple[int, int, int] | None:
+        try:
+            stat = self.path.stat()
+        except OSError:
+            return None
+        return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+    def check(self) -> bool:
+        """Reload if the file changed since the last check; true when new keys apply."""
+        stamp = self._current_stamp()
+        if stamp is None or stamp == self._stamp:
+            return False
+        self._stamp = stamp
+        try:
+            keys = load_key_set(self.path)
+        except KeyFileError as exc:
+            logger.error(
+                "JWT keys file changed but cannot be used; keeping the current keys: %s",
+                exc,
+                extra={"event": "keys_reload_failed"},
+            )
+            return False
+        self.on_change(keys)
+        logger.warning(
+            "JWT keys reloaded from %s: %s signs, %d key(s) verify",
+            self.path,
+            keys.current.kid,
+            len(keys.keys),
+            extra={"event": "keys_reloaded", "kids": [key.kid for key in keys.keys]},
+        )
+        return True
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            self.check()

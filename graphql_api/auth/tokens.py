@@ -93,6 +93,11 @@ class AccessTokenCodec:
         self.cache_size = cache_size
         self._verified: OrderedDict[str, _Verified] = OrderedDict()
 
+    def replace_keys(self, keys: KeySet) -> None:
+        """Sign with ``keys.current`` from now on; forget every verdict of the old keys."""
+        self.keys = keys
+        self._verified.clear()
+
     def issue(
         self, *, user_id: int, session_id: str, not_after: float | None = None
     ) -> IssuedAccessToken:
