@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+import strawberry
+from graphql import parse
 
+from graphql_api.api.compiled import Compiler
+from graphql_api.api.schema import ApiSchema
 from tests.conftest import GraphQLClient
 
 QUERIES: list[tuple[str, dict[str, Any] | None]] = [
@@ -30,6 +35,19 @@ QUERIES: list[tuple[str, dict[str, Any] | None]] = [
     ),
     ("{ mySessions { current userAgent } }", None),
     ('{ category(id: "1") { name ... on Category { owner { id } } } }', None),
+    # Owners not prefetched (a single category; a fragment hides the owner from the page):
+    # the plan calls the owner resolver and its loader.
+    ('{ category(id: "2") { id owner { id name email } } }', None),
+    (
+        "{ categories(first: 10) { edges { node { id ...O } } } } "
+        "fragment O on Category { owner { id name } }",
+        None,
+    ),
+    (  # prefetched pages below a fallback owner
+        '{ category(id: "4") { owner { name categories(first: 5) { edges { node { name '
+        "owner { id } } } } } } }",
+        None,
+    ),
     ("{ categories(first: 101) { edges { cursor } } }", None),  # an error: no plan answers
     ("{ me { id @include(if: true) } }", None),  # directives: not compiled
     (  # over the cost budget only through its variables: the plan must refuse too
@@ -62,6 +80,8 @@ async def test_plans_answer_like_the_executor(
     expected = await _answers(reference)
 
     endpoint_plans = _plans(app)
+    # The endpoint's plans read prefetched owners (and call the resolver for the others).
+    assert endpoint_plans.compiler.prefetched("Category", "owner") == "prefetched_owner"
     before = endpoint_plans.hits
     for _ in range(repeat):
         assert await _answers(user) == expected
@@ -85,3 +105,66 @@ def _plans(app: Any) -> Any:
         if owner is not None and hasattr(owner, "plans"):
             return owner.plans
     raise AssertionError("no GraphQL endpoint")
+
+
+# A schema of its own, to check the response paths resolvers see and which resolvers run.
+TWIN_CALLS: list[int] = []
+
+
+@strawberry.type
+class Node:
+    n: int
+    prefetched_twin: strawberry.Private[Node | None] = None
+
+    @strawberry.field(metadata={"prefetched": "prefetched_twin"})
+    def twin(self) -> Node:
+        TWIN_CALLS.append(self.n)
+        return self.prefetched_twin or Node(n=-self.n)
+
+    @strawberry.field
+    def where(self, info: strawberry.Info) -> str:
+        return ".".join(str(key) for key in info.path.as_list())
+
+
+@strawberry.type
+class Holder:
+    label: str
+    nodes: list[Node]
+
+
+@strawberry.type
+class TwinQuery:
+    @strawberry.field
+    def holders(self) -> list[Holder]:
+        return [
+            Holder(label=str(h), nodes=[Node(n=n, prefetched_twin=Node(n=100 + n)) for n in (1, 2)])
+            for h in range(2)
+        ] + [Holder(label="lazy", nodes=[Node(n=3), Node(n=4, prefetched_twin=Node(n=104))])]
+
+
+TWIN_QUERIES = [
+    "{ holders { label nodes { n twin { n } } } }",
+    "{ holders { label nodes { n a: where twin { n where twin { where } } } } }",
+    "{ holders { nodes { ...N } } } fragment N on Node { twin { b: where n } }",
+]
+
+
+@pytest.mark.parametrize("query", TWIN_QUERIES)
+async def test_prefetched_fields_and_paths_answer_like_the_executor(query: str) -> None:
+    schema = ApiSchema(query=TwinQuery)
+    assert schema.prefetched_attribute("Node", "twin") == "prefetched_twin"
+    assert schema.prefetched_attribute("Node", "where") is None
+    compiler = Compiler(schema._schema, schema.plain_attribute, schema.prefetched_attribute)
+    plan = compiler.compile(parse(query), None)
+
+    TWIN_CALLS.clear()
+    expected = await schema.execute(query)
+    assert expected.errors is None
+    executor_calls = sorted(TWIN_CALLS)
+
+    TWIN_CALLS.clear()
+    data = await plan.run(schema._schema, None, None)
+    assert json.dumps(data) == json.dumps(expected.data)
+    # The plan calls the resolver only for the nodes without a prefetched twin (1, 2, 4 have one).
+    assert sorted(TWIN_CALLS) == [n for n in executor_calls if n not in (1, 2, 4)]
+    assert 3 in TWIN_CALLS

@@ -6,6 +6,13 @@ for a page of 100 objects. For a *validated* query document we compile, once per
 text, a plan of the fields to read, then run it level by level: plain attributes are read
 directly, every other field (roots, permission-guarded fields, loaders) is called
 through its real Strawberry resolver, so permission classes and loaders run unchanged.
+A field whose definition names a *prefetched attribute* (``metadata={"prefetched": ...}``,
+see ``ApiSchema.prefetched_attribute``; never a field with extensions) first reads that
+attribute and uses it when it is not None; only otherwise is its resolver called.
+
+Response paths exist only for resolvers' ``info.path``: objects below which no resolver can
+be called get none, and the others a cheap reference that becomes a ``Path`` only when a
+resolver is actually called.
 
 The plan covers the happy path of read-only queries only. Anything it does not know
 (directives, abstract types, introspection) is not compiled, and any exception while
@@ -69,7 +76,11 @@ class PlanField:
     serialize: Callable[[Any], Any] | None
     attribute: str | None  # set for plain attributes: read directly
     has_arguments: bool
+    prefetched: str | None = None  # read first; the resolver runs only when it is None
     children: list[PlanField] = field(default_factory=list)
+    # Whether a resolver may be called at or below this field's children: only then do
+    # the objects it produces carry a response path.
+    needs_path: bool = False
 
 
 def _unwrap(type_: GraphQLOutputType) -> tuple[bool, bool, bool, Any]:
@@ -88,9 +99,15 @@ def _unwrap(type_: GraphQLOutputType) -> tuple[bool, bool, bool, Any]:
 
 
 class Compiler:
-    def __init__(self, schema: GraphQLSchema, attributes: Callable[[str, str], str | None]) -> None:
+    def __init__(
+        self,
+        schema: GraphQLSchema,
+        attributes: Callable[[str, str], str | None],
+        prefetched: Callable[[str, str], str | None] | None = None,
+    ) -> None:
         self.schema = schema
         self.attributes = attributes
+        self.prefetched = prefetched
 
     def compile(self, document: DocumentNode, operation_name: str | None) -> Plan:
         operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
@@ -166,6 +183,10 @@ class Compiler:
             if name.startswith("__"):
                 raise NotCompilable("introspection")
             definition = parent.fields[name]
+            attribute = None if definition.args else self.attributes(parent.name, name)
+            prefetched = None
+            if attribute is None and not definition.args and self.prefetched is not None:
+                prefetched = self.prefetched(parent.name, name)
             nullable, is_list, item_nullable, named = _unwrap(definition.type)
             object_type = named if isinstance(named, GraphQLObjectType) else None
             if object_type is None and not hasattr(named, "serialize"):
@@ -181,8 +202,9 @@ class Compiler:
                 item_nullable=item_nullable,
                 object_type=object_type,
                 serialize=None if object_type else named.serialize,
-                attribute=None if definition.args else self.attributes(parent.name, name),
+                attribute=attribute,
                 has_arguments=bool(definition.args),
+                prefetched=prefetched,
             )
             if object_type is not None:
                 sub = OrderedDict[str, list[FieldNode]]()
@@ -194,6 +216,10 @@ class Compiler:
                     selections=tuple(n for group in sub.values() for n in group)
                 )
                 entry.children = self._fields(merged, object_type, fragments, visiting)
+                entry.needs_path = any(
+                    (child.definition is not None and child.attribute is None) or child.needs_path
+                    for child in entry.children
+                )
             plan.append(entry)
         return plan
 
@@ -229,8 +255,25 @@ class Plan:
         return data
 
 
-# (source object, the dict its fields go into, its response path)
-Item = tuple[Any, dict[str, Any], Path | None]
+# Where an object sits in the response, built into a ``Path`` only when a resolver needs
+# it: None (the root, or an object below which no resolver is called), or (the parent
+# object's reference, the field that produced the object, its position in that field's
+# list or None).
+PathRef = tuple["PathRef", PlanField, int | None] | None
+
+# (source object, the dict its fields go into, its response path reference)
+Item = tuple[Any, dict[str, Any], PathRef]
+
+
+def _path(ref: PathRef) -> Path | None:
+    """The response path of the object ``ref`` refers to."""
+    if ref is None:
+        return None
+    parent, entry, position = ref
+    if position is None:
+        assert entry.object_type is not None  # noqa: S101 - only objects have references
+        return Path(_path(parent), entry.key, entry.object_type.name)
+    return Path(Path(_path(parent), entry.key, None), position, None)
 
 
 class _Run:
@@ -244,14 +287,14 @@ class _Run:
         self.context = context
         self.variables = variables
 
-    def _info(self, entry: PlanField, path: Path) -> GraphQLResolveInfo[Any]:
+    def _info(self, entry: PlanField, parent: PathRef) -> GraphQLResolveInfo[Any]:
         assert entry.definition is not None  # noqa: S101 - never called for __typename
         return GraphQLResolveInfo(
             entry.name,
             entry.nodes,
             entry.definition.type,
             entry.parent,
-            path,
+            Path(_path(parent), entry.key, entry.parent.name),
             self.schema,
             self.plan.fragments,
             None,
@@ -265,36 +308,38 @@ class _Run:
 
     async def level(self, fields: Sequence[PlanField], items: list[Item]) -> None:
         """Resolve ``fields`` on every item, then each object field's children in one go."""
-        values: dict[int, list[Any]] = {}
+        columns: list[list[Any]] = []
         pending: list[tuple[list[Any], int, Awaitable[Any]]] = []
         for entry in fields:
-            column: list[Any] = []
-            values[id(entry)] = column
-            attribute, resolve = entry.attribute, None
-            arguments: dict[str, Any] = {}
-            if attribute is None and entry.definition is not None:
+            column: list[Any]
+            if entry.definition is None:
+                column = [entry.parent.name] * len(items)
+            elif entry.attribute is not None:
+                attribute = entry.attribute
+                column = [getattr(source, attribute) for source, _out, _ref in items]
+            else:
+                column = []
                 resolve = entry.definition.resolve
+                assert resolve is not None  # noqa: S101 - Strawberry sets every resolver
+                arguments: dict[str, Any] = {}
                 if entry.has_arguments:
                     arguments = get_argument_values(
                         entry.definition, entry.nodes[0], self.variables
                     )
-            for index, (source, _out, path) in enumerate(items):
-                if entry.definition is None:
-                    column.append(entry.parent.name)
-                elif attribute is not None:
-                    column.append(getattr(source, attribute))
-                else:
-                    assert resolve is not None  # noqa: S101
-                    value = resolve(
-                        source,
-                        self._info(entry, Path(path, entry.key, entry.parent.name)),
-                        **arguments,
-                    )
+                prefetched = entry.prefetched
+                for index, (source, _out, ref) in enumerate(items):
+                    if prefetched is not None:
+                        value = getattr(source, prefetched)
+                        if value is not None:
+                            column.append(value)
+                            continue
+                    value = resolve(source, self._info(entry, ref), **arguments)
                     if _is_awaitable(value):
                         pending.append((column, index, value))
                         column.append(None)
                     else:
                         column.append(value)
+            columns.append(column)
         if pending:
             # Coroutines run concurrently so that their loader calls share one batch.
             results = await asyncio.gather(
@@ -305,21 +350,37 @@ class _Run:
             for (column, index, _), result in zip(pending, results, strict=True):
                 column[index] = result
 
-        for entry in fields:
-            column = values[id(entry)]
+        for entry, column in zip(fields, columns, strict=True):
+            key = entry.key
+            if entry.object_type is None and not entry.is_list:
+                if entry.serialize is None:  # __typename
+                    for (_source, out, _ref), value in zip(items, column, strict=True):
+                        out[key] = value
+                    continue
+                serialize, nullable = entry.serialize, entry.nullable
+                for (_source, out, _ref), value in zip(items, column, strict=True):
+                    if value is None:
+                        if not nullable:
+                            raise Fallback
+                        out[key] = None
+                        continue
+                    result = serialize(value)
+                    if result is None:
+                        raise Fallback
+                    out[key] = result
+                continue
             children: list[Item] = []
-            for (_source, out, path), value in zip(items, column, strict=True):
-                out[entry.key] = self._complete(entry, value, path, children)
+            for (_source, out, ref), value in zip(items, column, strict=True):
+                out[key] = self._complete(entry, value, ref, children)
             if children:
                 await self.level(entry.children, children)
 
-    def _complete(
-        self, entry: PlanField, value: Any, path: Path | None, children: list[Item]
-    ) -> Any:
+    def _complete(self, entry: PlanField, value: Any, ref: PathRef, children: list[Item]) -> Any:
         if value is None:
             if not entry.nullable:
                 raise Fallback
             return None
+        needs_path = entry.needs_path
         if entry.is_list:
             completed: list[Any] = []
             for position, item in enumerate(value):
@@ -329,16 +390,14 @@ class _Run:
                     completed.append(None)
                 elif entry.object_type is not None:
                     child: dict[str, Any] = {}
-                    children.append(
-                        (item, child, Path(Path(path, entry.key, None), position, None))
-                    )
+                    children.append((item, child, (ref, entry, position) if needs_path else None))
                     completed.append(child)
                 else:
                     completed.append(self._leaf(entry, item))
             return completed
         if entry.object_type is not None:
             child = {}
-            children.append((value, child, Path(path, entry.key, entry.object_type.name)))
+            children.append((value, child, (ref, entry, None) if needs_path else None))
             return child
         return self._leaf(entry, value)
 
@@ -365,11 +424,12 @@ class PlanCache:
         schema: GraphQLSchema,
         documents: DocumentCache,
         attributes: Callable[[str, str], str | None],
+        prefetched: Callable[[str, str], str | None] | None = None,
         maxsize: int = 1024,
     ) -> None:
         self.schema = schema
         self.documents = documents
-        self.compiler = Compiler(schema, attributes)
+        self.compiler = Compiler(schema, attributes, prefetched)
         self.maxsize = maxsize
         self._plans: OrderedDict[tuple[str, str | None], Plan | None] = OrderedDict()
         self._lock = Lock()

@@ -40,6 +40,18 @@ class ApiSchema(strawberry.Schema):
             return None
         return field.python_name
 
+    def prefetched_attribute(self, type_name: str, field_name: str) -> str | None:
+        """The attribute a resolver field's value may already be on (its ``prefetched``
+        metadata): when it is not None it is the field's value, else the resolver runs.
+
+        Never for a field with extensions (e.g. permissions), whose resolver must run.
+        """
+        field = self.get_field_for_type(field_name, type_name)
+        if field is None or field.extensions or field.base_resolver is None:
+            return None
+        attribute = field.metadata.get("prefetched") if field.metadata else None
+        return attribute if isinstance(attribute, str) else None
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:

@@ -92,7 +92,8 @@ class CategoryType:
     # Set when the page that produced this category loaded all owners in one batch.
     prefetched_owner: strawberry.Private[UserType | None] = None
 
-    @strawberry.field
+    # Compiled plans read `prefetched_owner` themselves and call this only when it is None.
+    @strawberry.field(metadata={"prefetched": "prefetched_owner"})
     def owner(self, info: Info) -> UserType:
         # Synchronous when prefetched: no per-item awaitable for the executor to drive.
         if self.prefetched_owner is not None:

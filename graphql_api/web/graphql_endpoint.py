@@ -103,7 +103,10 @@ class GraphQLEndpoint:
         self.graphql_schema = schema._schema
         self.plans = (
             PlanCache(
-                schema=schema._schema, documents=schema.documents, attributes=schema.plain_attribute
+                schema=schema._schema,
+                documents=schema.documents,
+                attributes=schema.plain_attribute,
+                prefetched=schema.prefetched_attribute,
             )
             if settings.compiled_execution and schema.documents is not None
             else None
