@@ -34,16 +34,26 @@ async def seed(container: Container, owner_id: int, count: int, prefix: str = "c
         )
 
 
-async def walk(client: GraphQLClient, first: int) -> list[str]:
-    names: list[str] = []
+async def walk(
+    client: GraphQLClient,
+    first: int,
+    *,
+    query: str = PAGE,
+    path: tuple[str, ...] = ("categories",),
+    field: str = "name",
+) -> list[str]:
+    """Follow ``endCursor`` until ``hasNextPage`` is false; the ``field`` of every node."""
+    values: list[str] = []
     after = None
     for _ in range(100):
-        page = (await client.data(PAGE, {"first": first, "after": after}))["categories"]
-        names += [e["node"]["name"] for e in page["edges"]]
-        if page["edges"]:
+        page = await client.data(query, {"first": first, "after": after})
+        for key in path:
+            page = page[key]
+        values += [e["node"][field] for e in page["edges"]]
+        if page["edges"] and "cursor" in page["edges"][-1]:
             assert page["pageInfo"]["endCursor"] == page["edges"][-1]["cursor"]
         if not page["pageInfo"]["hasNextPage"]:
-            return names
+            return values
         after = page["pageInfo"]["endCursor"]
     raise AssertionError("the walk did not end")
 
@@ -110,34 +120,18 @@ async def test_users_and_user_categories_paginate_the_same_way(
             )
             for n in range(12)
         )
-    seen: list[str] = []
-    after = None
-    while True:
-        page = (
-            await user.data(
-                "query($a: String) { users(first: 5, after: $a) "
-                "{ edges { node { id } } pageInfo { hasNextPage endCursor } } }",
-                {"a": after},
-            )
-        )["users"]
-        seen += [e["node"]["id"] for e in page["edges"]]
-        if not page["pageInfo"]["hasNextPage"]:
-            break
-        after = page["pageInfo"]["endCursor"]
+    users = (
+        "query($first: Int, $after: String) { users(first: $first, after: $after) "
+        "{ edges { node { id } } pageInfo { hasNextPage endCursor } } }"
+    )
+    seen = await walk(user, 5, query=users, path=("users",), field="id")
     assert len(seen) == 13 == len(set(seen))
 
     assert user.user_id is not None
     await seed(container, int(user.user_id), 9, prefix="own")
-    query = (
-        "query($a: String) { me { categories(first: 4, after: $a) "
+    own = (
+        "query($first: Int, $after: String) { me { categories(first: $first, after: $after) "
         "{ edges { node { name } } pageInfo { hasNextPage endCursor } } } }"
     )
-    names: list[str] = []
-    after = None
-    while True:
-        page = (await user.data(query, {"a": after}))["me"]["categories"]
-        names += [e["node"]["name"] for e in page["edges"]]
-        if not page["pageInfo"]["hasNextPage"]:
-            break
-        after = page["pageInfo"]["endCursor"]
+    names = await walk(user, 4, query=own, path=("me", "categories"))
     assert names == [f"own{n}" for n in range(9)]
