@@ -7,7 +7,9 @@ Hierarchy::
     ├── Forbidden            authenticated, but not allowed
     ├── NotFound             the object does not exist (or is not yours to see)
     ├── BadUserInput         validation failed
-    └── RateLimited          too many attempts; ``retry_after`` seconds
+    ├── RateLimited          too many attempts; ``retry_after`` seconds
+    └── ServiceUnavailable   a dependency the request needs is down or too slow;
+                             ``retry_after`` seconds (HTTP 503 when nothing ran)
 
 Anything that is not an ``AppError`` is unexpected: it is logged server-side and
 the client only ever sees ``INTERNAL_SERVER_ERROR`` / "Unexpected error.".
@@ -68,6 +70,18 @@ class RateLimited(AppError):
 
     def __init__(self, retry_after: int) -> None:
         super().__init__(f"Too many attempts; retry after {retry_after} seconds.")
+        self.retry_after = retry_after
+
+    def extensions(self) -> dict[str, Any]:
+        return {"code": self.code, "retryAfter": self.retry_after}
+
+
+class ServiceUnavailable(AppError):
+    code = "SERVICE_UNAVAILABLE"
+    default_message = "The service is temporarily unavailable; retry later."
+
+    def __init__(self, message: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__(message)
         self.retry_after = retry_after
 
     def extensions(self) -> dict[str, Any]:
