@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from graphql_api.api.schema import build_schema
 from graphql_api.container import Container
+from graphql_api.engine import Engine, EngineConfig
 from graphql_api.settings import Settings
 from graphql_api.web.client_page import add_client_page
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
@@ -43,13 +44,29 @@ class GraphQLApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
+def build_engine(settings: Settings) -> Engine:
+    config = EngineConfig(
+        max_depth=settings.max_depth,
+        max_aliases=settings.max_aliases,
+        max_tokens=settings.max_tokens,
+        max_cost=settings.max_cost,
+        max_duplicate_fields=settings.max_duplicate_fields,
+        max_directives=settings.max_directives,
+        introspection=settings.is_development,
+        hide_hints=not settings.is_development,
+        compiled=settings.compiled_execution,
+        strict=settings.engine_strict,
+    )
+    return Engine(build_schema(development=settings.is_development), config)
+
+
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
     settings = settings or (container.settings if container else Settings())
     settings.check_production()
     if container is None:
         container = Container(settings)
-    schema = build_schema(settings)
-    endpoint = GraphQLEndpoint(schema=schema, container=container)
+    engine = build_engine(settings)
+    endpoint = GraphQLEndpoint(engine=engine, container=container)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -73,6 +90,7 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
         openapi_url=None,
     )
     app.state.container = container
+    app.state.engine = engine
     app.add_route("/graphql", endpoint.post, methods=["POST"])
     app.add_route("/graphql", endpoint.get, methods=["GET"])
 

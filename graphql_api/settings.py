@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     max_directives: int = Field(default=50, ge=0)
     # Validated queries run from a cached plan; off runs everything through graphql-core.
     compiled_execution: bool = True
+    # Tests: a plan that fails in a way the plan machinery did not expect fails the request.
+    engine_strict: bool = False
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
 
     @field_validator(

@@ -136,6 +136,8 @@ def make_settings(database_url: str, fake_google: FakeGoogle, **overrides: Any) 
         "login_rate_limit": "1000/minute",
         "refresh_rate_limit": "1000/minute",
         "db_pool_size": 5,
+        # A plan that fails in a way the plan machinery did not expect fails the test.
+        "engine_strict": True,
     }
     values.update(overrides)
     return Settings(**values)

@@ -8,9 +8,10 @@ from typing import Any
 import pytest
 import strawberry
 from graphql import parse
+from graphql.execution.values import get_variable_values
 
-from graphql_api.api.compiled import Compiler
-from graphql_api.api.schema import ApiSchema
+from graphql_api.engine import EngineSchema
+from graphql_api.engine.plans import Compiler, Plan, plain_attribute, prefetched_attribute
 from tests.conftest import GraphQLClient
 
 QUERIES: list[tuple[str, dict[str, Any] | None]] = [
@@ -49,7 +50,12 @@ QUERIES: list[tuple[str, dict[str, Any] | None]] = [
         None,
     ),
     ("{ categories(first: 101) { edges { cursor } } }", None),  # an error: no plan answers
-    ("{ me { id @include(if: true) } }", None),  # directives: not compiled
+    ("{ me { id @include(if: true) name @skip(if: true) } }", None),  # decided when compiling
+    (
+        "query($a: Boolean!, $b: Boolean!) { me { id @include(if: $a) name @skip(if: $b) "
+        "...F @include(if: $b) } } fragment F on User { role }",
+        {"a": False, "b": True},
+    ),
     (  # over the cost budget only through its variables: the plan must refuse too
         "query($f: Int) { users(first: $f) { edges { node { "
         "categories(first: $f) { edges { node { id } } } } } } }",
@@ -79,14 +85,14 @@ async def test_plans_answer_like_the_executor(
     reference.token = user.token
     expected = await _answers(reference)
 
-    endpoint_plans = _plans(app)
-    # The endpoint's plans read prefetched owners (and call the resolver for the others).
-    assert endpoint_plans.compiler.prefetched("Category", "owner") == "prefetched_owner"
-    before = endpoint_plans.hits
+    engine = app.state.engine
+    # The engine's plans read prefetched owners (and call the resolver for the others).
+    assert engine.plans.compiler.prefetched("Category", "owner") == "prefetched_owner"
+    before = engine.stats.plan_hits
     for _ in range(repeat):
         assert await _answers(user) == expected
-    # From the second round on, every query but three: two errors and a directive.
-    assert endpoint_plans.hits - before == (repeat - 1) * (len(QUERIES) - 3)
+    # Every query but the two that report errors, from the first request on.
+    assert engine.stats.plan_hits - before == repeat * (len(QUERIES) - 2)
 
 
 async def test_a_plan_falls_back_to_the_executor_for_errors(
@@ -96,15 +102,6 @@ async def test_a_plan_falls_back_to_the_executor_for_errors(
     second = await anonymous.gql("{ me { id } }")
     assert first == second
     assert first["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED"
-
-
-def _plans(app: Any) -> Any:
-    for route in app.routes:
-        endpoint = getattr(route, "endpoint", None)
-        owner = getattr(endpoint, "__self__", None)
-        if owner is not None and hasattr(owner, "plans"):
-            return owner.plans
-    raise AssertionError("no GraphQL endpoint")
 
 
 # A schema of its own, to check the response paths resolvers see and which resolvers run.
@@ -151,11 +148,13 @@ TWIN_QUERIES = [
 
 @pytest.mark.parametrize("query", TWIN_QUERIES)
 async def test_prefetched_fields_and_paths_answer_like_the_executor(query: str) -> None:
-    schema = ApiSchema(query=TwinQuery)
-    assert schema.prefetched_attribute("Node", "twin") == "prefetched_twin"
-    assert schema.prefetched_attribute("Node", "where") is None
-    compiler = Compiler(schema._schema, schema.plain_attribute, schema.prefetched_attribute)
+    schema = EngineSchema(query=TwinQuery)
+    prefetched = prefetched_attribute(schema)
+    assert prefetched("Node", "twin") == "prefetched_twin"
+    assert prefetched("Node", "where") is None
+    compiler = Compiler(schema._schema, plain_attribute(schema), prefetched)
     plan = compiler.compile(parse(query), None)
+    assert isinstance(plan, Plan)
 
     TWIN_CALLS.clear()
     expected = await schema.execute(query)
@@ -163,7 +162,7 @@ async def test_prefetched_fields_and_paths_answer_like_the_executor(query: str) 
     executor_calls = sorted(TWIN_CALLS)
 
     TWIN_CALLS.clear()
-    data = await plan.run(schema._schema, None, None)
+    data = await plan.run(schema._schema, None, get_variable_values(schema._schema, [], {}))
     assert json.dumps(data) == json.dumps(expected.data)
     # The plan calls the resolver only for the nodes without a prefetched twin (1, 2, 4 have one).
     assert sorted(TWIN_CALLS) == [n for n in executor_calls if n not in (1, 2, 4)]

@@ -18,8 +18,8 @@ from graphql_api.api.permissions import (
     IsSelfOrAdmin,
     guard,
 )
-from graphql_api.api.schema import ApiSchema
 from graphql_api.db.models import Role
+from graphql_api.engine import Engine, EngineConfig, EngineSchema, GraphQLRequest
 
 
 class Loader:
@@ -87,13 +87,12 @@ class Query:
         return "hello"
 
 
-schema = ApiSchema(query=Query)
+engine = Engine(EngineSchema(query=Query), EngineConfig(compiled=False))
 
 
 async def run(query: str, context: FakeContext) -> tuple[Any, list[str]]:
-    result = await schema.execute(query, context_value=context)
-    codes = [e.extensions["code"] for e in result.errors or []]
-    return result.data, codes
+    result = await engine.execute(GraphQLRequest(query=query), context)
+    return result.data, result.codes
 
 
 async def test_anonymous_is_unauthenticated_but_public_fields_still_work() -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -44,6 +44,10 @@ class Context:
     @cached_property
     def loaders(self) -> Loaders:
         return Loaders(self.container.db)
+
+    def renewed(self) -> Context:
+        """The same caller with fresh loaders: the engine's retry after a plan attempt."""
+        return replace(self)
 
     def require_user(self) -> int:
         """The caller's user id; the field's IsAuthenticated guard has already run."""

@@ -12,21 +12,16 @@ import logging
 import os
 import re
 import secrets
-from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
-from strawberry.exceptions import MissingQueryError
-from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
-from strawberry.types import ExecutionResult
 
-from graphql_api.api.compiled import PlanCache
 from graphql_api.api.context import Context
-from graphql_api.api.schema import ApiSchema
 from graphql_api.auth.tokens import InvalidToken
 from graphql_api.container import Container
+from graphql_api.engine import Engine, GraphQLRequest, RequestError, Result
 from graphql_api.errors import UNEXPECTED_MESSAGE
 from graphql_api.services.auth import Client
 from graphql_api.web.client_ip import client_ip, parse_proxies
@@ -90,8 +85,8 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class GraphQLEndpoint:
-    def __init__(self, *, schema: ApiSchema, container: Container) -> None:
-        self.schema = schema
+    def __init__(self, *, engine: Engine, container: Container) -> None:
+        self.engine = engine
         self.container = container
         settings = container.settings
         self.development = settings.is_development
@@ -100,17 +95,6 @@ class GraphQLEndpoint:
         self.trusted_origins = frozenset(settings.cors_origins)
         self.public_origin = settings.public_origin
         self.secure_cookie = not self.development
-        self.graphql_schema = schema._schema
-        self.plans = (
-            PlanCache(
-                schema=schema._schema,
-                documents=schema.documents,
-                attributes=schema.plain_attribute,
-                prefetched=schema.prefetched_attribute,
-            )
-            if settings.compiled_execution and schema.documents is not None
-            else None
-        )
 
     async def get(self, request: Request) -> Response:
         # Queries never run over GET: a GET mutation is a CSRF, a GET query leaks into logs.
@@ -141,51 +125,28 @@ class GraphQLEndpoint:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
             return _error(400, "Request body is not valid JSON.")
-        if isinstance(payload, list):
-            return _error(400, "Batched requests are not supported.")
-        if not isinstance(payload, dict):
-            return _error(400, "Request body must be a JSON object.")
-        query = payload.get("query")
-        variables = payload.get("variables")
-        operation_name = payload.get("operationName")
-        if not isinstance(query, str) or not query.strip():
-            return _error(400, "The request has no query.")
-        if variables is not None and not isinstance(variables, dict):
-            return _error(400, "variables must be a JSON object.")
-        if operation_name is not None and not isinstance(operation_name, str):
-            return _error(400, "operationName must be a string.")
-
+        try:
+            graphql_request = GraphQLRequest.from_payload(payload)
+        except RequestError as exc:
+            return _error(exc.status, exc.message, exc.code)
+        refused = self.engine.admit(graphql_request)
+        if refused is not None:
+            return self._respond(refused, None)
         try:
             context = await self.context(request)
         except Exception:
             # E.g. the revocation list cannot be read: fail closed, say nothing more.
             logger.exception("cannot build the request context", extra={"event": "context_failed"})
             return _error(500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR")
-        plan = self.plans.get(query, operation_name) if self.plans is not None else None
-        if plan is not None and self.plans is not None:
-            try:
-                data = await plan.run(self.graphql_schema, context, variables)
-            except Exception:  # noqa: BLE001,S110 - the normal executor reports the errors
-                pass
-            else:
-                self.plans.hits += 1
-                return self._respond(ExecutionResult(data=data, errors=None), context)
-        try:
-            result = await self.schema.execute(
-                query,
-                variable_values=variables,
-                context_value=context,
-                operation_name=operation_name,
-            )
-        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
-            return _error(400, "The operation cannot be run (check operationName).")
+        result = await self.engine.execute(graphql_request, context)
         return self._respond(result, context)
 
-    def _respond(self, result: ExecutionResult, context: Context) -> Response:
-        response_body: dict[str, Any] = {"data": result.data}
-        headers = {"cache-control": "no-store", "x-request-id": context.request_id}
+    def _respond(self, result: Result, context: Context | None) -> Response:
+        response_body = result.formatted()
+        headers = {"cache-control": "no-store"}
+        if context is not None:
+            headers["x-request-id"] = context.request_id
         if result.errors:
-            response_body["errors"] = [error.formatted for error in result.errors]
             retry = [
                 e.extensions["retryAfter"]
                 for e in result.errors
@@ -194,9 +155,12 @@ class GraphQLEndpoint:
             if retry:
                 headers["retry-after"] = str(max(retry))
         response = Response(
-            orjson.dumps(response_body), media_type="application/json", headers=headers
+            orjson.dumps(response_body),
+            status_code=result.status,
+            media_type="application/json",
+            headers=headers,
         )
-        for change in context.cookie_changes:
+        for change in context.cookie_changes if context is not None else ():
             if change.value is None:
                 response.delete_cookie(
                     REFRESH_COOKIE,

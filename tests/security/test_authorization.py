@@ -21,10 +21,9 @@ from graphql import (
 )
 
 from graphql_api.api.schema import build_schema
-from graphql_api.settings import Settings
 from tests.conftest import GraphQLClient, error_codes
 
-SCHEMA = build_schema(Settings())._schema
+SCHEMA = build_schema()._schema
 assert SCHEMA.query_type is not None and SCHEMA.mutation_type is not None
 QUERY_FIELDS = SCHEMA.query_type.fields
 MUTATION_FIELDS = SCHEMA.mutation_type.fields

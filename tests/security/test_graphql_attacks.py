@@ -197,6 +197,28 @@ async def test_directive_overloading_is_refused(production_client: GraphQLClient
         assert_refused(await production_client.gql(query), "directives")
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        # graphql-cop's probe, verbatim: ten copies of an unknown directive.
+        "query cop { __typename @aa@aa@aa@aa@aa@aa@aa@aa@aa@aa }",
+        "{ __typename " + "@skip(if: false) " * 10 + "}",
+        "{ me { id @include(if: true) @include(if: true) @include(if: true) } }",
+        "query Q @aa @bb @cc { __typename }",
+    ],
+    ids=["unknown", "repeated-skip", "repeated-include", "on-operation"],
+)
+async def test_overloaded_directives_are_answered_with_one_error(
+    production_client: GraphQLClient, user: GraphQLClient, query: str
+) -> None:
+    # Under MAX_DIRECTIVES, so only the directive rule itself can refuse it: one error for
+    # the whole document, never one per copy (graphql-cop counts them).
+    for client in (production_client, user):
+        body = await client.gql(query)
+        assert_refused(body)
+        assert len(body["errors"]) == 1, body
+
+
 async def test_field_duplication_is_refused(production_client: GraphQLClient) -> None:
     query = "{ " + "__typename " * 500 + "}"
     assert_refused(await production_client.gql(query), "repeats")
@@ -300,6 +322,91 @@ async def test_small_pages_from_variables_stay_within_the_budget(user: GraphQLCl
     assert "errors" not in body, body
     # The same text, now with large variables: the verdict is per request, not cached.
     assert_refused(await user.gql(CONNECTIONS, {"a": 100, "b": 100}), "expensive")
+
+
+async def test_a_float_page_size_is_costed_as_the_int_it_becomes(user: GraphQLClient) -> None:
+    # GraphQL coerces 100.0 to the Int 100: the cost must count 100, not the default 20.
+    query = """query($f: Int) { users(first: $f) { edges { node {
+      categories(first: $f) { edges { node { id } } } } } } }"""
+    assert_refused(await user.gql(query, {"f": 100.0}), "expensive")
+    assert "errors" not in await user.gql(query, {"f": 5.0})
+
+
+@pytest.mark.parametrize("given", [{}, None], ids=["omitted", "no-variables"])
+async def test_a_variable_default_used_inside_a_fragment_is_costed(
+    user: GraphQLClient, given: dict[str, Any] | None
+) -> None:
+    # 30 users x 100 categories: the fragment's page is the operation's default, 100.
+    query = """query($f: Int = 100) { users(first: 30) { ...U } }
+    fragment U on UserConnection { edges { node {
+      categories(first: $f) { edges { node { id } } } } } }"""
+    assert_refused(await user.gql(query, given), "expensive")
+
+
+async def test_three_aliases_of_nested_pages_cannot_bypass_the_budget(user: GraphQLClient) -> None:
+    query = """query($f: Int = 100) { a: users(first: 16) { ...U } b: users(first: 16) { ...U }
+      c: users(first: 16) { ...U } }
+    fragment U on UserConnection { edges { node {
+      categories(first: $f) { edges { node { id name } } } } } }"""
+    for variables in ({}, {"f": 100.0}):
+        assert_refused(await user.gql(query, variables), "expensive")
+
+
+# --- the compiled plans: bounded work ------------------------------------------------
+
+
+def fragment_bomb(levels: int, copies: int = 20) -> str:
+    """The red team's ~1 KiB request: every level spreads the next fragment ``copies``
+    times (``me { ...F0 x20 }``, ``F0`` = ``categories(first: 0) { ...F1 x20 }``, ...).
+    ``first: 0`` makes its cost nothing, so it passes every limit."""
+    chain = [
+        ("User", "categories(first: 0)"),
+        ("CategoryConnection", "edges"),
+        ("CategoryEdge", "node"),
+        ("Category", "owner"),
+    ]
+    fragments = []
+    for level in range(levels):
+        on, field = chain[level % len(chain)]
+        inner = f" ...F{level + 1}" * copies if level + 1 < levels else " __typename"
+        fragments.append(f"fragment F{level} on {on} {{ {field} {{{inner} }} }}")
+    return "{ me {" + " ...F0" * copies + " } }\n" + "\n".join(fragments)
+
+
+@pytest.mark.parametrize("with_token", [False, True], ids=["anonymous", "signed-in"])
+async def test_the_fragment_bomb_is_answered_fast_every_time(
+    production_client: GraphQLClient, user: GraphQLClient, with_token: bool
+) -> None:
+    bomb = fragment_bomb(6)
+    assert len(bomb) < 1500
+    client = user if with_token else production_client
+    for attempt in range(3):
+        started = time.perf_counter()
+        body = await client.gql(bomb)
+        elapsed = time.perf_counter() - started
+        assert elapsed < 1.0, f"attempt {attempt}: {elapsed:.2f}s"
+        if with_token:
+            assert body["data"]["me"]["categories"]["edges"] == [], body
+        else:
+            assert error_codes(body) == ["UNAUTHENTICATED"], body
+
+
+async def test_the_fragment_bomb_does_not_delay_other_users(
+    user: GraphQLClient, other_user: GraphQLClient
+) -> None:
+    import asyncio
+
+    bomb = fragment_bomb(6)
+
+    async def timed(client: GraphQLClient, query: str) -> float:
+        started = time.perf_counter()
+        await client.gql(query)
+        return time.perf_counter() - started
+
+    bombs = [timed(user, bomb) for _ in range(4)]
+    other = timed(other_user, "{ me { id name } }")
+    *bomb_times, other_time = await asyncio.gather(*bombs, other)
+    assert max(bomb_times) < 2.0 and other_time < 2.0, (bomb_times, other_time)
 
 
 # --- size -----------------------------------------------------------------------

@@ -7,8 +7,10 @@ that closes a fragment cycle counts as empty here: ``NoFragmentCyclesRule`` repo
 cycle, and these rules never recurse across fragments, so a cycle cannot loop them.
 
 The ``DocumentCache`` runs these rules first and on their own: a document that breaks a
-limit is refused before GraphQL's own (costlier) rules see it. ``MaxCostRule`` also
-re-checks, per request, documents whose page sizes come from variables.
+limit is refused before GraphQL's own (costlier) rules see it, with one error, however
+many times the document breaks it. ``MaxCostRule`` also re-checks, per request, documents
+whose page sizes come from variables, on the variables as GraphQL coerces them (so
+``100.0`` is the page of 100 it becomes, and an omitted variable is its default).
 """
 
 from __future__ import annotations
@@ -271,6 +273,42 @@ class MaxDirectivesRule(_CountingRule):
         return count
 
 
+class DirectiveUseRule(QueryLimitRule):
+    """Unknown and repeated directives end the document at the first one (directive
+    overloading). GraphQL's own rules would answer each copy with an error of its own, so
+    ``@aa@aa@aa...`` made the response grow with the request."""
+
+    def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
+        schema = self.context.schema
+        for node in _directive_holders(document):
+            seen: set[str] = set()
+            for directive in node.directives or ():
+                name = directive.name.value
+                definition = schema.get_directive(name)
+                if definition is None:
+                    yield _too_costly(f"Unknown directive '@{name}'.", directive)
+                    return
+                if name in seen and not definition.is_repeatable:
+                    yield _too_costly(
+                        f"The directive '@{name}' can only be used once at this location.",
+                        directive,
+                    )
+                    return
+                seen.add(name)
+
+
+def _directive_holders(document: DocumentNode) -> Iterator[Any]:
+    """Every node of ``document`` that can carry directives."""
+    for definition in document.definitions:
+        if not isinstance(definition, OperationDefinitionNode | FragmentDefinitionNode):
+            continue
+        yield definition
+        if isinstance(definition, OperationDefinitionNode):
+            yield from definition.variable_definitions or ()
+        for selection_set in _selection_sets(definition.selection_set):
+            yield from selection_set.selections
+
+
 class MaxDuplicateFieldsRule(QueryLimitRule):
     """The same field asked many times in one selection (field duplication).
 
@@ -322,8 +360,10 @@ class MaxCostRule(QueryLimitRule):
 
     Every field costs 1. A field with a ``first`` argument (a page of a connection)
     multiplies the cost of what it selects by the page size: the literal, else the
-    variable's value (per request), else the argument's default (20). Introspection
-    lists count once; introspection is off in production.
+    variable's value (per request, as coerced), else the argument's default (20).
+    Fragments are costed per operation, since a variable's default belongs to the
+    operation that spreads them. Introspection lists count once; introspection is off in
+    production.
     """
 
     limit = 5000
@@ -354,6 +394,8 @@ class MaxCostRule(QueryLimitRule):
         variables: Mapping[str, Any] | None,
         operation_name: str | None,
     ) -> list[GraphQLError]:
+        """``variables`` are the *coerced* values of the operation's variables (defaults
+        applied), as graphql-core's ``get_variable_values`` returns them."""
         return list(cls._over_budget(schema, document, variables or {}, operation_name))
 
     @classmethod
@@ -364,14 +406,14 @@ class MaxCostRule(QueryLimitRule):
         variables: Mapping[str, Any] | None,
         operation_name: str | None,
     ) -> Iterator[GraphQLError]:
-        estimate = _CostEstimate(schema, variables, cap=cls.limit + 1)
-        costs = summarize_fragments(document, estimate.fragment)
         for operation in _operations(document):
             if operation_name is not None and (
                 operation.name is None or operation.name.value != operation_name
             ):
                 continue
-            cost = estimate.operation(operation, costs)
+            estimate = _CostEstimate(schema, operation, variables, cap=cls.limit + 1)
+            costs = summarize_fragments(document, estimate.fragment)
+            cost = estimate.operation(costs)
             if cost > cls.limit:
                 shown = f"{cost}" if cost <= cls.limit else f"more than {cls.limit}"
                 yield _too_costly(
@@ -383,22 +425,27 @@ class MaxCostRule(QueryLimitRule):
 
 class _CostEstimate:
     def __init__(
-        self, schema: GraphQLSchema, variables: Mapping[str, Any] | None, *, cap: int
+        self,
+        schema: GraphQLSchema,
+        operation: OperationDefinitionNode,
+        variables: Mapping[str, Any] | None,
+        *,
+        cap: int,
     ) -> None:
         self.schema = schema
+        self.operation_node = operation
         # None while validating: variables are then taken at their declared defaults.
         self.variables = variables
-        self.defaults: dict[str, Any] = {}
+        self.defaults: dict[str, Any] = {
+            v.variable.name.value: _literal_size(v.default_value)
+            for v in operation.variable_definitions or ()
+            if v.default_value is not None
+        }
         self.cap = cap
 
-    def operation(self, operation: OperationDefinitionNode, fragments: Mapping[str, int]) -> int:
-        self.defaults = {
-            v.variable.name.value: v.default_value.value
-            for v in operation.variable_definitions or ()
-            if isinstance(v.default_value, IntValueNode)
-        }
-        root = self.schema.get_root_type(operation.operation)
-        return self._cost(operation.selection_set, root, fragments)
+    def operation(self, fragments: Mapping[str, int]) -> int:
+        root = self.schema.get_root_type(self.operation_node.operation)
+        return self._cost(self.operation_node.selection_set, root, fragments)
 
     def fragment(self, fragment: FragmentDefinitionNode, fragments: Mapping[str, int]) -> int:
         parent = self.schema.get_type(fragment.type_condition.name.value)
@@ -447,21 +494,37 @@ class _CostEstimate:
             if argument.name.value != "first":
                 continue
             value = argument.value
-            if isinstance(value, IntValueNode):
-                # A 5,000-digit literal would make int() raise; it is over any budget.
-                return max(int(value.value), 0) if len(value.value) < 10 else self.cap
-            if isinstance(value, NullValueNode):
-                return fallback
             if isinstance(value, VariableNode):
                 name = value.name.value
-                if self.variables is not None and name in self.variables:
-                    given = self.variables[name]
-                    return _size(given, fallback) if given is not None else fallback
-                return _size(self.defaults.get(name), fallback)
+                if self.variables is not None:
+                    # Coerced values: absent means neither given nor defaulted.
+                    if name not in self.variables:
+                        return fallback
+                    return _size(self.variables[name], fallback, self.cap)
+                if name not in self.defaults:
+                    return fallback
+                return _size(self.defaults[name], fallback, self.cap)
+            return _size(_literal_size(value), fallback, self.cap)
         return fallback
 
 
-def _size(value: Any, fallback: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
+def _literal_size(value: Any) -> Any:
+    """The page size a literal stands for: an int, None for null, or ``_HUGE``."""
+    if isinstance(value, IntValueNode):
+        # A 5,000-digit literal would make int() raise; it is over any budget.
+        return int(value.value) if len(value.value) < 10 else _HUGE
+    if isinstance(value, NullValueNode):
+        return None
+    return None  # not an Int literal: validation refuses the document
+
+
+_HUGE = object()
+
+
+def _size(value: Any, fallback: int, cap: int) -> int:
+    if value is _HUGE:
+        return cap
+    if value is None or isinstance(value, bool) or not isinstance(value, int):
+        # null asks for the default page; other types never survive coercion.
         return fallback
-    return max(value, 0)
+    return min(max(value, 0), cap)

@@ -44,7 +44,16 @@ def client_error(error: GraphQLError, *, request_id: str | None, hide_hints: boo
 
 
 _PASSTHROUGH = frozenset(
-    {"UNAUTHENTICATED", "FORBIDDEN", "NOT_FOUND", "BAD_USER_INPUT", "RATE_LIMITED"}
+    {
+        "UNAUTHENTICATED",
+        "FORBIDDEN",
+        "NOT_FOUND",
+        "BAD_USER_INPUT",
+        "RATE_LIMITED",
+        "SERVICE_UNAVAILABLE",
+        "PERSISTED_QUERY_NOT_FOUND",
+        "TRUSTED_DOCUMENT_REQUIRED",
+    }
 )
 
 
