@@ -1,47 +1,35 @@
-"""The application factory: ``graphql_api.app:create_app``."""
+"""The application factory: ``graphql_api.app:create_app``.
+
+Wiring only: the container's services become the context getter's, the settings become
+the engine's, and plain ASGI apps are composed: middleware (listed once) around a
+dispatcher that sends POST /graphql to its endpoint and everything else to FastAPI.
+"""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import State
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from graphql_api.api.context import ContextGetter, Services
 from graphql_api.api.schema import build_schema
 from graphql_api.container import Container
 from graphql_api.engine import Engine, EngineConfig
 from graphql_api.settings import Settings
+from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import add_client_page
+from graphql_api.web.dispatch import Dispatcher
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
 from graphql_api.web.security_headers import SecurityHeaders
 
 logger = logging.getLogger("graphql_api")
-
-
-class GraphQLApp(FastAPI):
-    """FastAPI, except that POST /graphql, nearly all of the traffic, skips the router and
-    FastAPI's own middleware (error pages, telemetry, body limit, exit stacks), which
-    cost as much as a small query. It keeps the middleware that shape its responses:
-    the security headers and CORS. Every other request goes through FastAPI."""
-
-    graphql_post: ASGIApp | None = None
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.graphql_post is not None
-            and scope["type"] == "http"
-            and scope["method"] == "POST"
-            and scope["path"] == "/graphql"
-            and not scope.get("root_path")
-        ):
-            await self.graphql_post(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
 
 
 def build_engine(settings: Settings) -> Engine:
@@ -60,13 +48,53 @@ def build_engine(settings: Settings) -> Engine:
     return Engine(build_schema(development=settings.is_development), config)
 
 
-def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:
+class App:
+    """The service as one ASGI app; ``state`` and ``lifespan()`` for tests and the CLI."""
+
+    def __init__(self, asgi: ASGIApp, routes: FastAPI) -> None:
+        self.asgi = asgi
+        self.routes = routes
+
+    @property
+    def state(self) -> State:
+        return self.routes.state
+
+    def lifespan(self) -> AbstractAsyncContextManager[Any]:
+        """Start-up and shut-down, as a server runs them (for in-process tests)."""
+        return self.routes.router.lifespan_context(self.routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.asgi(scope, receive, send)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    container: Container | None = None,
+    on_started: Sequence[Callable[[], None]] = (),
+) -> App:
+    """``on_started`` run once start-up is complete (e.g. freezing the GC's heap)."""
     settings = settings or (container.settings if container else Settings())
     settings.check_production()
     if container is None:
         container = Container(settings)
     engine = build_engine(settings)
-    endpoint = GraphQLEndpoint(engine=engine, container=container)
+    context_getter = ContextGetter(
+        services=Services(
+            auth=container.auth, users=container.users, categories=container.categories
+        ),
+        authenticator=container.authenticator,
+        trusted_origins=settings.cors_origins,
+        public_origin=settings.public_origin,
+        development=settings.is_development,
+    )
+    graphql = GraphQLEndpoint(
+        engine=engine,
+        context_getter=context_getter,
+        max_body=settings.max_body_bytes,
+        proxies=parse_proxies(settings.trusted_proxies),
+        development=settings.is_development,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -77,28 +105,25 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
                 extra={"event": "development_mode"},
             )
         await container.start()
+        for started in on_started:
+            started()
         try:
             yield
         finally:
             await container.close()
 
-    app = GraphQLApp(
-        title="graphql_api",
-        lifespan=lifespan,
-        docs_url=None,
-        redoc_url=None,
-        openapi_url=None,
+    routes = FastAPI(
+        title="graphql_api", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None
     )
-    app.state.container = container
-    app.state.engine = engine
-    app.add_route("/graphql", endpoint.post, methods=["POST"])
-    app.add_route("/graphql", endpoint.get, methods=["GET"])
+    routes.state.container = container
+    routes.state.engine = engine
+    routes.add_route("/graphql", graphql.get, methods=["GET"])
 
-    @app.get("/healthz", include_in_schema=False)
+    @routes.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/readyz", include_in_schema=False)
+    @routes.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
         try:
             await container.db.ping()
@@ -107,26 +132,25 @@ def create_app(settings: Settings | None = None, *, container: Container | None 
             return JSONResponse({"status": "unavailable"}, status_code=503)
         return JSONResponse({"status": "ok"})
 
-    @app.get("/.well-known/jwks.json", include_in_schema=False)
+    @routes.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> Response:
         return JSONResponse(
             container.keys.public_jwks(), headers={"cache-control": "public, max-age=300"}
         )
 
     if settings.is_development:
-        add_client_page(app, settings)
+        add_client_page(routes, settings)
 
-    graphql_post: ASGIApp = endpoint.asgi
+    asgi: ASGIApp = Dispatcher(graphql_post=graphql, fallback=routes)
+    # The middleware, once for every path (innermost first).
     if settings.cors_origins:
-        cors: dict[str, Any] = {
-            "allow_origins": settings.cors_origins,
-            "allow_credentials": True,
-            "allow_methods": ["POST"],
-            "allow_headers": ["authorization", "content-type", TRANSPORT_HEADER],
-            "max_age": 600,
-        }
-        app.add_middleware(CORSMiddleware, **cors)
-        graphql_post = CORSMiddleware(graphql_post, **cors)
-    app.add_middleware(SecurityHeaders)
-    app.graphql_post = SecurityHeaders(graphql_post)
-    return app
+        asgi = CORSMiddleware(
+            asgi,
+            allow_origins=settings.cors_origins,
+            allow_credentials=True,
+            allow_methods=["POST"],
+            allow_headers=["authorization", "content-type", TRANSPORT_HEADER],
+            max_age=600,
+        )
+    asgi = SecurityHeaders(asgi)
+    return App(asgi, routes)

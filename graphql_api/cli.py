@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from graphql_api.settings import ConfigurationError, Settings
 
 if TYPE_CHECKING:
-    from fastapi import FastAPI
+    from graphql_api.app import App
 
 SCHEMA_FILE = Path("schema/schema.graphql")
 
@@ -31,29 +31,20 @@ def _settings() -> Settings:
     return settings
 
 
-def serving_app() -> FastAPI:
+def serving_app() -> App:
     """``create_app()`` plus what only a serving process does: once started, move the
     long-lived heap (schema, mappers, caches: ~135k objects) out of the garbage
     collector's generations. Otherwise every full collection walks all of it, which
     cost ~0.5 ms per request of 100 categories. Still freed when no longer referenced."""
     import gc
-    from collections.abc import AsyncIterator
-    from contextlib import asynccontextmanager
 
     from graphql_api.app import create_app
 
-    app = create_app()
-    start = app.router.lifespan_context
+    def freeze_heap() -> None:
+        gc.collect()
+        gc.freeze()
 
-    @asynccontextmanager
-    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
-        async with start(running) as state:
-            gc.collect()
-            gc.freeze()
-            yield state
-
-    app.router.lifespan_context = lifespan
-    return app
+    return create_app(on_started=[freeze_heap])
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -149,8 +140,8 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 def cmd_users(args: argparse.Namespace) -> int:
     from graphql_api.container import Container
-    from graphql_api.db.models import Role
     from graphql_api.errors import NotFound
+    from graphql_api.records import Role
 
     role = Role[args.role.upper()] if args.role.upper() in Role.__members__ else None
     if role is None:

@@ -20,6 +20,7 @@ from graphql_api.clock import Clock, SystemClock
 from graphql_api.db.engine import Database
 from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from graphql_api.services.auth import AuthService
+from graphql_api.services.authentication import Authenticator
 from graphql_api.services.categories import CategoryService
 from graphql_api.services.revocation import RevocationList
 from graphql_api.services.users import UserService
@@ -119,6 +120,7 @@ class Container:
         )
         self.users = UserService(db=self.db, clock=self.clock, revocations=self.revocations)
         self.categories = CategoryService(db=self.db, clock=self.clock)
+        self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
 
     def _use_keys(self, keys: KeySet) -> None:
         self.keys = keys

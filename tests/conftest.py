@@ -177,7 +177,7 @@ async def container(settings: Settings, clock: FakeClock, keys: KeySet) -> Async
 @pytest.fixture
 async def app(container: Container) -> AsyncIterator[Any]:
     application = create_app(container=container)
-    async with application.router.lifespan_context(application):
+    async with application.lifespan():
         yield application
 
 
@@ -263,7 +263,7 @@ async def app_client(
         url = overrides.pop("database_url", database_url)
         other = Container(make_settings(url, fake_google, **overrides), clock=clock, keys=keys)
         application = create_app(container=other)
-        await stack.enter_async_context(application.router.lifespan_context(application))
+        await stack.enter_async_context(application.lifespan())
         transport = httpx.ASGITransport(app=application)
         http = httpx.AsyncClient(transport=transport, base_url="http://testserver")
         await stack.enter_async_context(http)

@@ -255,7 +255,7 @@ def twin(database_url: str, fake_google: FakeGoogle, keys: KeySet) -> Iterator[T
             make_settings(database_url, fake_google, **overrides), clock=FakeClock(), keys=keys
         )
         app = create_app(container=container)
-        lifespan = app.router.lifespan_context(app)
+        lifespan = app.lifespan()
         loop.run_until_complete(lifespan.__aenter__())
         stack.append(lifespan)
         transport = httpx.ASGITransport(app=app)
@@ -277,7 +277,7 @@ def twin(database_url: str, fake_google: FakeGoogle, keys: KeySet) -> Iterator[T
             tokens[identity] = signed_in.access.token
             for n in range(3):
                 await container.categories.create(
-                    owner_id=signed_in.user.id, name=f"{identity}-{n}", description=None
+                    actor_id=signed_in.user.id, name=f"{identity}-{n}", description=None
                 )
         return tokens
 

@@ -13,43 +13,40 @@ from graphql_api.api.permissions import (
     AnyOf,
     IsAdmin,
     IsAuthenticated,
-    IsOwnerOrAdmin,
     IsSelf,
     IsSelfOrAdmin,
     guard,
 )
-from graphql_api.db.models import Role
 from graphql_api.engine import Engine, EngineConfig, EngineSchema, GraphQLRequest
-
-
-class Loader:
-    def __init__(self, rows: dict[int, Any]) -> None:
-        self.rows = rows
-        self.loads = 0
-
-    async def load(self, key: int) -> Any:
-        self.loads += 1
-        return self.rows.get(key)
+from graphql_api.errors import Unauthenticated
+from graphql_api.records import Role
 
 
 @dataclass
 class FakeContext:
     user_id: int | None
     role: Role = Role.USER
-    categories: dict[int, Any] = field(default_factory=dict)
-    signed_in_user_ids: set[int] = field(default_factory=set)
     request_id: str = "test"
+    viewer_loads: list[int] = field(default_factory=list)
 
-    def __post_init__(self) -> None:
-        self.loaders = SimpleNamespace(category_by_id=Loader(self.categories))
+    @property
+    def caller(self) -> Any:
+        return SimpleNamespace(user_id=self.user_id) if self.user_id else None
+
+    def unauthenticated(self) -> Unauthenticated:
+        return Unauthenticated()
 
     async def viewer(self) -> Any:
-        return SimpleNamespace(id=self.user_id, role=self.role) if self.user_id else None
+        if self.user_id is None:
+            return None
+        self.viewer_loads.append(self.user_id)
+        return SimpleNamespace(id=self.user_id, role=self.role)
 
 
 @strawberry.type
 class Profile:
     pk: strawberry.Private[int]
+    shown_to_self: strawberry.Private[bool] = False
 
     @strawberry.field(extensions=[guard(IsSelfOrAdmin(), silent=True)])
     def email(self) -> str | None:
@@ -74,9 +71,9 @@ class Query:
     def profile(self, id: strawberry.ID) -> Profile:
         return Profile(pk=int(id))
 
-    @strawberry.field(extensions=[guard(IsAuthenticated(), IsOwnerOrAdmin())])
-    def category(self, id: strawberry.ID) -> str:
-        return f"category {id}"
+    @strawberry.field
+    def signed_in_as(self, id: strawberry.ID) -> Profile:
+        return Profile(pk=int(id), shown_to_self=True)
 
     @strawberry.field(extensions=[guard(AnyOf(IsSelf(), IsAdmin()))])
     def composed(self, id: strawberry.ID) -> str:
@@ -124,28 +121,16 @@ async def test_silent_permission_answers_null_without_an_error() -> None:
     assert data == {"profile": {"email": "secret@example.com"}}
 
 
-@pytest.mark.parametrize(
-    ("user_id", "role", "category_id", "expected"),
-    [
-        (1, Role.USER, "10", []),
-        (2, Role.USER, "10", ["FORBIDDEN"]),
-        (2, Role.ADMIN, "10", []),
-        (1, Role.USER, "11", ["NOT_FOUND"]),
-        (2, Role.ADMIN, "11", ["NOT_FOUND"]),
-    ],
-)
-async def test_is_owner_or_admin(
-    user_id: int, role: Role, category_id: str, expected: list[str]
-) -> None:
-    context = FakeContext(user_id, role, categories={10: SimpleNamespace(owner_id=1)})
-    _, codes = await run(f'{{ category(id: "{category_id}") }}', context)
-    assert codes == expected
+async def test_the_account_just_signed_in_to_shows_its_email_to_an_anonymous_request() -> None:
+    # An auth payload's user: the request had no token yet, the mutation just signed in.
+    data, codes = await run('{ signedInAs(id: "7") { email } }', FakeContext(user_id=None))
+    assert data == {"signedInAs": {"email": "secret@example.com"}} and codes == []
 
 
-async def test_object_level_check_loads_the_object_once() -> None:
-    context = FakeContext(2, Role.ADMIN, categories={10: SimpleNamespace(owner_id=1)})
-    await run('{ category(id: "10") }', context)
-    assert context.loaders.category_by_id.loads == 1
+async def test_self_is_decided_without_loading_the_viewer() -> None:
+    context = FakeContext(user_id=7)
+    await run('{ profileOf(id: "7") { __typename } }', context)
+    assert context.viewer_loads == []
 
 
 async def test_any_of_passes_when_any_member_passes() -> None:

@@ -20,7 +20,7 @@ async def test_the_serving_app_freezes_the_heap_once_started_and_answers(
     app = serving_app()
     gc.unfreeze()
     try:
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             assert gc.get_freeze_count() > 0
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:

@@ -47,7 +47,7 @@ async def _driver(conn: AsyncConnection) -> Any:
 
 async def test_reads_return_rows_and_leave_no_transaction_open(db: Database) -> None:
     async with db.reader() as session:
-        users = await users_repo.get_by_ids(session=session, ids=[1])
+        users = await users_repo.records_by_ids(session=session, ids=[1])
         page = await categories_repo.page(session=session, after_id=1, limit=10)
     assert [u.email for u in users] == ["a@example.com"]
     assert [c.name for c in page] == ["C1", "C2"]

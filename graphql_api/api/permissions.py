@@ -1,8 +1,13 @@
-"""Permission classes guarding fields: one small class per rule, composable with ``AnyOf``.
+"""Permission classes guarding fields: the coarse gates and field visibility.
 
-``IsAuthenticated`` raises UNAUTHENTICATED; every other class answers yes or no and a
-"no" becomes FORBIDDEN (or a silent null where the field says so). Put
-``IsAuthenticated`` first so that anonymous callers learn they must sign in.
+One small class per rule, composable with ``AnyOf``. ``IsAuthenticated`` raises
+UNAUTHENTICATED; every other class answers yes or no and a "no" becomes FORBIDDEN (or a
+silent null where the field says so). Put ``IsAuthenticated`` first so that anonymous
+callers learn they must sign in.
+
+Rules about a stored object ("owner or admin" for a category) are not decided here, on
+a read made before the change, but by the service, inside the transaction that makes the
+change (``services/policies.py``); the gates here use the same rules.
 """
 
 from __future__ import annotations
@@ -13,8 +18,8 @@ from strawberry.permission import BasePermission, PermissionExtension
 
 from graphql_api.api.context import Info
 from graphql_api.api.pagination import parse_id
-from graphql_api.db.models import Role
-from graphql_api.errors import Forbidden, NotFound, Unauthenticated
+from graphql_api.errors import Forbidden
+from graphql_api.services.policies import SELF_OR_ADMIN, is_admin
 
 
 class _Permission(BasePermission):
@@ -26,8 +31,8 @@ class _Permission(BasePermission):
 
 class IsAuthenticated(_Permission):
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        if info.context.user_id is None:
-            raise Unauthenticated()
+        if info.context.caller is None:
+            raise info.context.unauthenticated()
         return True
 
 
@@ -36,33 +41,18 @@ class IsAdmin(_Permission):
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         viewer = await info.context.viewer()
-        return viewer is not None and viewer.role is Role.ADMIN
+        return viewer is not None and is_admin(viewer)
 
 
 class IsSelf(_Permission):
-    """The target user (the ``id`` argument, else the User being resolved) is the caller."""
+    """The target user (the ``id`` argument, else the User being resolved) is the caller,
+    or the User is the account the caller has just signed in to (``shown_to_self``)."""
 
     async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        ctx = info.context
+        if "id" not in kwargs and getattr(source, "shown_to_self", False):
+            return True
         target = parse_id(kwargs["id"]) if "id" in kwargs else getattr(source, "pk", None)
-        if target is None:
-            return False
-        return target == ctx.user_id or target in ctx.signed_in_user_ids
-
-
-class IsOwner(_Permission):
-    """The category named by the ``id`` argument belongs to the caller; NOT_FOUND if absent."""
-
-    async def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
-        category_id = parse_id(kwargs["id"])
-        category = (
-            await info.context.loaders.category_by_id.load(category_id)
-            if category_id is not None
-            else None
-        )
-        if category is None:
-            raise NotFound("Category not found.")
-        return category.owner_id == info.context.user_id
+        return target is not None and target == info.context.user_id
 
 
 class AnyOf(_Permission):
@@ -85,14 +75,8 @@ class AnyOf(_Permission):
 
 
 class IsSelfOrAdmin(AnyOf):
-    message = "Only the user themself or an admin can do this."
+    message = SELF_OR_ADMIN
     members = (IsSelf(), IsAdmin())
-
-
-class IsOwnerOrAdmin(AnyOf):
-    message = "Only the owner or an admin can do this."
-    # Owner first: it raises NOT_FOUND for a missing category before the admin check.
-    members = (IsOwner(), IsAdmin())
 
 
 def guard(*permissions: BasePermission, silent: bool = False) -> PermissionExtension:

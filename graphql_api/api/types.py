@@ -1,56 +1,79 @@
-"""The GraphQL object types, built from rows with plain attributes (no per-field resolvers)."""
+"""The GraphQL object types, built from read records (plain attributes, few resolvers).
+
+Every type, field and argument has a description: the schema is the frontend's manual,
+so each says what it is and which permission it needs.
+"""
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol, cast
+from typing import Annotated, cast
 
 import strawberry
 from graphql import FieldNode
 
 from graphql_api.api.context import Info
-from graphql_api.api.pagination import decode_cursor, encode_cursor, page_size
+from graphql_api.api.pagination import MAX_PAGE, decode_cursor, encode_cursor, page_size
 from graphql_api.api.permissions import IsSelfOrAdmin, guard
-from graphql_api.db import models
 from graphql_api.errors import NotFound
+from graphql_api.records import CategoryRecord, Role, SessionRecord, UserRecord
 
-Role = models.Role
-strawberry.enum(Role, name="Role")
-
-
-class CategoryRow(Protocol):
-    """What a Category is built from: a read record or an ORM row fresh from a write."""
-
-    @property
-    def id(self) -> int: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def description(self) -> str | None: ...
-    @property
-    def owner_id(self) -> int: ...
-    @property
-    def created_at(self) -> datetime: ...
-    @property
-    def updated_at(self) -> datetime: ...
+First = Annotated[
+    int | None,
+    strawberry.argument(
+        description=f"How many items, 0 to {MAX_PAGE} (default 20); more is BAD_USER_INPUT."
+    ),
+]
+After = Annotated[
+    str | None,
+    strawberry.argument(
+        description="Return the items after this cursor (an `endCursor` or an edge's `cursor`)."
+    ),
+]
 
 
-@strawberry.type
+@strawberry.enum(name="Role", description="What an account may do.")
+class RoleType(enum.Enum):
+    USER = strawberry.enum_value("USER", description="A signed-in user: manages their own data.")
+    ADMIN = strawberry.enum_value(
+        "ADMIN", description="Manages every account and category, and changes roles."
+    )
+
+    @classmethod
+    def of(cls, role: Role) -> RoleType:
+        return cls[role.name]
+
+    def domain(self) -> Role:
+        return Role[self.name]
+
+
+@strawberry.type(description="Where a page ends, and whether another follows.")
 class PageInfo:
-    has_next_page: bool
-    end_cursor: str | None
+    has_next_page: bool = strawberry.field(description="Whether items follow this page.")
+    end_cursor: str | None = strawberry.field(
+        description="The cursor of the last item of this page (pass it as `after`); null if empty."
+    )
 
 
-@strawberry.type(name="User")
+@strawberry.type(
+    name="User",
+    description="An account, created at its first Google sign-in. Any signed-in caller can "
+    "read users; only the user themself or an ADMIN sees the email.",
+)
 class UserType:
-    id: strawberry.ID
-    name: str
-    picture_url: str | None
-    role: Role
-    created_at: datetime
+    id: strawberry.ID = strawberry.field(description="The user's id.")
+    name: str = strawberry.field(description="Display name, 1 to 100 characters.")
+    picture_url: str | None = strawberry.field(
+        description="An https URL of the user's picture, or null."
+    )
+    role: RoleType = strawberry.field(description="USER or ADMIN.")
+    created_at: datetime = strawberry.field(description="When the account was created (UTC).")
     pk: strawberry.Private[int]
     email_address: strawberry.Private[str]
+    # The account the caller has just signed in to (auth payloads): its email is shown.
+    shown_to_self: strawberry.Private[bool] = False
 
     @strawberry.field(
         description="Only the user themself and admins see it; everyone else gets null (no error).",
@@ -59,41 +82,54 @@ class UserType:
     def email(self) -> str | None:
         return self.email_address
 
-    @strawberry.field
+    @strawberry.field(description="The categories this user owns, oldest first.")
     async def categories(
-        self, info: Info, first: int | None = 20, after: str | None = strawberry.UNSET
+        self,
+        info: Info,
+        first: First = 20,
+        after: After = strawberry.UNSET,
     ) -> CategoryConnection:
         limit = page_size(first)
         after_id = decode_cursor(after)
         rows = await info.context.loaders.categories_by_owner.load((self.pk, after_id, limit + 1))
-        return await category_page(info, rows, limit)
+        # Every category of this page is owned by this user: no owner to load.
+        return CategoryConnection.build(rows, limit, {self.pk: self})
 
     @classmethod
-    def of(cls, row: models.User) -> UserType:
+    def of(cls, record: UserRecord, *, shown_to_self: bool = False) -> UserType:
         return cls(
-            id=strawberry.ID(str(row.id)),
-            name=row.name,
-            picture_url=row.picture_url,
-            role=row.role,
-            created_at=row.created_at,
-            pk=row.id,
-            email_address=row.email,
+            id=strawberry.ID(str(record.id)),
+            name=record.name,
+            picture_url=record.picture_url,
+            role=RoleType.of(record.role),
+            created_at=record.created_at,
+            pk=record.id,
+            email_address=record.email,
+            shown_to_self=shown_to_self,
         )
 
 
-@strawberry.type(name="Category")
+@strawberry.type(
+    name="Category",
+    description="A named category owned by one user. Any signed-in caller can read "
+    "categories; only the owner or an ADMIN changes or deletes one.",
+)
 class CategoryType:
-    id: strawberry.ID
-    name: str
-    description: str | None
-    created_at: datetime
-    updated_at: datetime
+    id: strawberry.ID = strawberry.field(description="The category's id.")
+    name: str = strawberry.field(
+        description="1 to 100 characters, unique ignoring case and Unicode compatibility forms."
+    )
+    description: str | None = strawberry.field(description="Up to 1000 characters, or null.")
+    created_at: datetime = strawberry.field(description="When it was created (UTC).")
+    updated_at: datetime = strawberry.field(description="When it last changed (UTC).")
     owner_id: strawberry.Private[int]
     # Set when the page that produced this category loaded all owners in one batch.
     prefetched_owner: strawberry.Private[UserType | None] = None
 
     # Compiled plans read `prefetched_owner` themselves and call this only when it is None.
-    @strawberry.field(metadata={"prefetched": "prefetched_owner"})
+    @strawberry.field(
+        description="The user who owns it.", metadata={"prefetched": "prefetched_owner"}
+    )
     def owner(self, info: Info) -> UserType:
         # Synchronous when prefetched: no per-item awaitable for the executor to drive.
         if self.prefetched_owner is not None:
@@ -101,23 +137,23 @@ class CategoryType:
         return cast(UserType, _load_owner(info, self.owner_id))
 
     @classmethod
-    def of(cls, row: CategoryRow, owner: UserType | None = None) -> CategoryType:
+    def of(cls, record: CategoryRecord, owner: UserType | None = None) -> CategoryType:
         return cls(
-            id=strawberry.ID(str(row.id)),
-            name=row.name,
-            description=row.description,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            owner_id=row.owner_id,
+            id=strawberry.ID(str(record.id)),
+            name=record.name,
+            description=record.description,
+            created_at=record.created_at,
+            updated_at=record.updated_at,
+            owner_id=record.owner_id,
             prefetched_owner=owner,
         )
 
 
 async def _load_owner(info: Info, owner_id: int) -> UserType:
-    row = await info.context.loaders.user_by_id.load(owner_id)
-    if row is None:
+    record = await info.context.loaders.user_by_id.load(owner_id)
+    if record is None:
         raise NotFound("Owner not found.")
-    return UserType.of(row)
+    return UserType.of(record)
 
 
 def selects(info: Info, *path: str) -> bool:
@@ -136,48 +172,43 @@ def selects(info: Info, *path: str) -> bool:
     return True
 
 
-async def category_page(info: Info, rows: Sequence[CategoryRow], limit: int) -> CategoryConnection:
-    """A connection of ``rows``, with all their owners loaded in one batch if selected."""
-    owners: dict[int, UserType] = {}
-    if rows and selects(info, "edges", "node", "owner"):
-        ids = list({row.owner_id for row in rows[:limit]})
-        loaded = await info.context.loaders.user_by_id.load_many(ids)
-        owners = {user.id: UserType.of(user) for user in loaded if user is not None}
-    return CategoryConnection.build(rows, limit, owners)
-
-
-@strawberry.type
+@strawberry.type(description="A user in a page of users.")
 class UserEdge:
-    cursor: str
-    node: UserType
+    cursor: str = strawberry.field(description="Pass it as `after` to continue after this user.")
+    node: UserType = strawberry.field(description="The user.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of users, by id.")
 class UserConnection:
-    edges: list[UserEdge]
-    page_info: PageInfo
+    edges: list[UserEdge] = strawberry.field(description="The users of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page ends.")
 
     @classmethod
-    def build(cls, rows: list[models.User], limit: int) -> UserConnection:
+    def build(cls, rows: Sequence[UserRecord], limit: int) -> UserConnection:
         edges = [UserEdge(cursor=encode_cursor(r.id), node=UserType.of(r)) for r in rows[:limit]]
         end = edges[-1].cursor if edges else None
         return cls(edges=edges, page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end))
 
 
-@strawberry.type
+@strawberry.type(description="A category in a page of categories.")
 class CategoryEdge:
-    cursor: str
-    node: CategoryType
+    cursor: str = strawberry.field(
+        description="Pass it as `after` to continue after this category."
+    )
+    node: CategoryType = strawberry.field(description="The category.")
 
 
-@strawberry.type
+@strawberry.type(description="A page of categories, by id.")
 class CategoryConnection:
-    edges: list[CategoryEdge]
-    page_info: PageInfo
+    edges: list[CategoryEdge] = strawberry.field(description="The categories of this page.")
+    page_info: PageInfo = strawberry.field(description="Where this page ends.")
 
     @classmethod
     def build(
-        cls, rows: Sequence[CategoryRow], limit: int, owners: dict[int, UserType] | None = None
+        cls,
+        rows: Sequence[CategoryRecord],
+        limit: int,
+        owners: dict[int, UserType] | None = None,
     ) -> CategoryConnection:
         owners = owners or {}
         edges = [
@@ -190,38 +221,70 @@ class CategoryConnection:
         return cls(edges=edges, page_info=PageInfo(has_next_page=len(rows) > limit, end_cursor=end))
 
 
-@strawberry.type
+@strawberry.type(description="Our own tokens, after a Google sign-in or a refresh.")
 class AuthPayload:
-    access_token: str
-    refresh_token: str | None
-    token_type: str
-    expires_in: int
-    user: UserType
+    access_token: str = strawberry.field(
+        description="Send as `Authorization: Bearer <accessToken>`; keep it in memory only."
+    )
+    refresh_token: str | None = strawberry.field(
+        description="Single use: exchange it with `refreshToken` for new tokens. Null when it "
+        "travels in the HttpOnly cookie (header `X-Refresh-Token-Transport: cookie`)."
+    )
+    token_type: str = strawberry.field(description='Always "Bearer".')
+    expires_in: int = strawberry.field(description="Seconds until `accessToken` expires.")
+    user: UserType = strawberry.field(description="The signed-in user; its email is visible here.")
 
 
-@strawberry.type(name="Session")
+@strawberry.type(name="Session", description="One sign-in of the caller, on one device.")
 class SessionType:
-    id: strawberry.ID
-    created_at: datetime
-    last_used_at: datetime
-    user_agent: str | None
-    current: bool
+    id: strawberry.ID = strawberry.field(description="Pass it to `revokeSession` to end it.")
+    created_at: datetime = strawberry.field(description="When the sign-in happened (UTC).")
+    last_used_at: datetime = strawberry.field(description="When its tokens were last refreshed.")
+    user_agent: str | None = strawberry.field(
+        description="The client's User-Agent, if it sent one."
+    )
+    current: bool = strawberry.field(description="Whether this request comes from this session.")
+
+    @classmethod
+    def of(cls, record: SessionRecord, *, current_id: str | None) -> SessionType:
+        return cls(
+            id=strawberry.ID(record.id),
+            created_at=record.created_at,
+            last_used_at=record.last_used_at,
+            user_agent=record.user_agent,
+            current=record.id == current_id,
+        )
 
 
-@strawberry.input
+@strawberry.input(description="What to change on a user; fields left out stay as they are.")
 class UpdateUserInput:
-    name: str | None = strawberry.UNSET
-    picture_url: str | None = strawberry.UNSET
-    role: Role | None = strawberry.UNSET
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="1 to 100 characters, trimmed; no control characters."
+    )
+    picture_url: str | None = strawberry.field(
+        default=strawberry.UNSET,
+        description="An https URL (at most 2048 characters, no credentials); null removes it.",
+    )
+    role: RoleType | None = strawberry.field(
+        default=strawberry.UNSET, description="ADMIN only: the user's new role."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="A new category; its owner is always the caller.")
 class CreateCategoryInput:
-    name: str
-    description: str | None = strawberry.UNSET
+    name: str = strawberry.field(
+        description="1 to 100 characters, trimmed; unique ignoring case and compatibility forms."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Up to 1000 characters, or null."
+    )
 
 
-@strawberry.input
+@strawberry.input(description="What to change on a category; fields left out stay as they are.")
 class UpdateCategoryInput:
-    name: str | None = strawberry.UNSET
-    description: str | None = strawberry.UNSET
+    name: str | None = strawberry.field(
+        default=strawberry.UNSET, description="1 to 100 characters, trimmed; unique."
+    )
+    description: str | None = strawberry.field(
+        default=strawberry.UNSET, description="Up to 1000 characters; null removes it."
+    )

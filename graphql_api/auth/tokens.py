@@ -26,7 +26,12 @@ RefreshTokenHash = NewType("RefreshTokenHash", str)
 
 
 class InvalidToken(Exception):
-    """The token cannot be trusted. The reason is for logs, never for clients."""
+    """The token cannot be trusted. The reason is for logs, never for production clients;
+    ``kind`` (malformed, unknown_key, expired, invalid) is what development may say."""
+
+    def __init__(self, reason: str, *, kind: str = "invalid") -> None:
+        super().__init__(reason)
+        self.kind = kind
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,11 +151,11 @@ class AccessTokenCodec:
 
     def _verify(self, token: str) -> tuple[AccessClaims, int]:
         if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
-            raise InvalidToken("malformed")
+            raise InvalidToken("malformed", kind="malformed")
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError as exc:
-            raise InvalidToken("unreadable header") from exc
+            raise InvalidToken("unreadable header", kind="malformed") from exc
         if FORBIDDEN_HEADERS.intersection(header):
             raise InvalidToken("forbidden header")
         if header.get("typ") != ACCESS_TOKEN_TYPE:
@@ -158,7 +163,7 @@ class AccessTokenCodec:
         kid = header.get("kid")
         key = self.keys.get(kid) if isinstance(kid, str) else None
         if key is None:
-            raise InvalidToken("unknown kid")
+            raise InvalidToken("unknown kid", kind="unknown_key")
         # The algorithm comes from our key, never from the token's own header.
         if header.get("alg") != key.algorithm:
             raise InvalidToken("algorithm does not match the key")
@@ -203,4 +208,4 @@ class AccessTokenCodec:
     def _check_times(self, iat: int, exp: int, nbf: int) -> None:
         now = self.clock.timestamp()
         if exp <= now - self.leeway or iat > now + self.leeway or nbf > now + self.leeway:
-            raise InvalidToken("expired or not yet valid")
+            raise InvalidToken("expired or not yet valid", kind="expired")

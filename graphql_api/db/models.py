@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +18,8 @@ from sqlalchemy import (
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from graphql_api.records import Role
 
 # BIGINT on PostgreSQL, but INTEGER on SQLite so that it stays the rowid alias.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
@@ -50,11 +51,6 @@ class UTCDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Role(enum.Enum):
-    USER = "USER"
-    ADMIN = "ADMIN"
 
 
 class Base(DeclarativeBase):
@@ -121,7 +117,7 @@ class RefreshToken(Base):
 
 
 class Revocation(Base):
-    """Append-only log of ended sessions, polled by every process (see auth/revocation.py).
+    """Append-only log of ended sessions, polled by every process (services/revocation.py).
 
     No foreign key: the entry must outlive a deleted user and their sessions until every
     access token of that session has expired.

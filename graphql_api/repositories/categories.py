@@ -3,26 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy import Select, bindparam, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graphql_api.db.models import Category
-
-
-class CategoryRecord(NamedTuple):
-    """A category as read for display: a plain row, without the ORM's identity map and
-    change tracking, which cost more than the query itself for a page of 100."""
-
-    id: int
-    name: str
-    description: str | None
-    owner_id: int
-    created_at: datetime
-    updated_at: datetime
-
+from graphql_api.records import CategoryRecord
 
 _table = Category.__table__
 # Table columns, not ORM attributes: the statement then skips the ORM's compile step.
@@ -61,8 +48,23 @@ async def get_by_ids(*, session: AsyncSession, ids: Sequence[int]) -> list[Categ
     return [CategoryRecord._make(row) for row in rows]
 
 
-async def get_by_id(*, session: AsyncSession, category_id: int) -> Category | None:
-    return await session.get(Category, category_id)
+def record(row: Category) -> CategoryRecord:
+    """The record of a row a service has just written."""
+    return CategoryRecord(
+        row.id, row.name, row.description, row.owner_id, row.created_at, row.updated_at
+    )
+
+
+async def get_by_id(
+    *, session: AsyncSession, category_id: int, lock: bool = False
+) -> Category | None:
+    """``lock`` takes the row lock (PostgreSQL), so that the check of who may change the
+    category and the change itself see the same owner."""
+    if not lock:
+        return await session.get(Category, category_id)
+    return await session.scalar(
+        select(Category).where(Category.id == category_id).with_for_update()
+    )
 
 
 async def name_taken(*, session: AsyncSession, name_key: str, except_id: int | None = None) -> bool:

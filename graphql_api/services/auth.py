@@ -21,9 +21,10 @@ from graphql_api.auth.tokens import (
 from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.db.models import RefreshToken as RefreshTokenRow
-from graphql_api.db.models import Role, Session, User
+from graphql_api.db.models import Session, User
 from graphql_api.errors import NotFound, Unauthenticated
 from graphql_api.rate_limit import RateLimiter
+from graphql_api.records import Role, SessionRecord, UserRecord
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.repositories import users as users_repo
 from graphql_api.services.revocation import RevocationList
@@ -48,8 +49,10 @@ class Client:
 class SignedIn:
     access: IssuedAccessToken
     refresh_token: RefreshToken
-    user: User
+    user: UserRecord
     session_id: str
+    # Seconds the session (and so the refresh token) has left: a cookie's max-age.
+    refresh_expires_in: int
 
 
 def _audit(event: str, outcome: str, client: Client, **fields: object) -> None:
@@ -120,7 +123,7 @@ class AuthService:
             user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
         _audit("login", "success", client, user_id=user.id, session_id=row.id)
-        return SignedIn(access, refresh, user, row.id)
+        return SignedIn(access, refresh, users_repo.record(user), row.id, self._remaining(row, now))
 
     async def refresh(self, *, refresh_token: str, client: Client) -> SignedIn:
         await self.limiter.hit(f"refresh:ip:{client.ip}", self.settings.refresh_rate)
@@ -139,7 +142,13 @@ class AuthService:
         access = self.codec.issue(
             user_id=row.user_id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
-        return SignedIn(access, rotation.refresh, rotation.user, row.id)
+        return SignedIn(
+            access,
+            rotation.refresh,
+            users_repo.record(rotation.user),
+            row.id,
+            self._remaining(row, self.clock.now()),
+        )
 
     async def _rotate(self, session: AsyncSession, token_hash: str, client: Client) -> _Rotation:
         """One refresh inside one write transaction; the outcome is committed either way."""
@@ -189,32 +198,50 @@ class AuthService:
         return bool(ended)
 
     async def logout_all(self, *, user_id: int, client: Client) -> int:
-        now = self.clock.now()
-        async with self.db.reader() as session:
-            live = await sessions_repo.live_for_user(session=session, user_id=user_id, now=now)
-        ended = await self._revoke(user_id, [s.id for s in live], "logout_all")
+        async with self.db.writer() as session:
+            live = await sessions_repo.live_for_user(
+                session=session, user_id=user_id, now=self.clock.now()
+            )
+            ended = await sessions_repo.revoke(
+                session=session,
+                session_ids=[s.id for s in live],
+                user_id=user_id,
+                now=self.clock.now(),
+                reason="logout_all",
+            )
+        self.revocations.add(ended)
         _audit("logout_all", "success", client, user_id=user_id, sessions=len(ended))
         return len(ended)
 
     async def revoke_session(self, *, user_id: int, session_id: str, client: Client) -> bool:
-        async with self.db.reader() as session:
-            row = await sessions_repo.get(session=session, session_id=session_id)
-        # Someone else's session and a missing one look the same: nothing to probe.
-        if row is None or row.user_id != user_id or not self._alive(row, self.clock.now()):
-            raise NotFound("Session not found.")
-        ended = await self._revoke(user_id, [session_id], "revoked")
+        """End one of the caller's own sessions (checked in the transaction that ends it)."""
+        async with self.db.writer() as session:
+            row = await sessions_repo.get(session=session, session_id=session_id, lock=True)
+            # Someone else's session and a missing one look the same: nothing to probe.
+            if row is None or row.user_id != user_id or not self._alive(row, self.clock.now()):
+                raise NotFound("Session not found.")
+            ended = await sessions_repo.revoke(
+                session=session,
+                session_ids=[session_id],
+                user_id=user_id,
+                now=self.clock.now(),
+                reason="revoked",
+            )
+        self.revocations.add(ended)
         _audit("revoke_session", "success", client, user_id=user_id, session_id=session_id)
         return bool(ended)
 
-    async def sessions(self, *, user_id: int) -> list[Session]:
+    async def sessions(self, *, user_id: int) -> list[SessionRecord]:
+        """The caller's live sessions, newest first."""
         now = self.clock.now()
         async with self.db.reader() as session:
             rows = await sessions_repo.live_for_user(session=session, user_id=user_id, now=now)
         idle = timedelta(seconds=self.settings.session_idle_ttl)
-        return [row for row in rows if row.last_used_at + idle > now]
-
-    async def session_is_live(self, session_id: str) -> bool:
-        return not await self.revocations.is_revoked(session_id)
+        return [
+            SessionRecord(row.id, row.created_at, row.last_used_at, row.user_agent)
+            for row in rows
+            if row.last_used_at + idle > now
+        ]
 
     async def _revoke(self, user_id: int, session_ids: list[str], reason: str) -> list[str]:
         async with self.db.writer() as session:
@@ -227,6 +254,10 @@ class AuthService:
             )
         self.revocations.add(ended)
         return ended
+
+    @staticmethod
+    def _remaining(row: Session, now: datetime) -> int:
+        return max(0, int((row.expires_at - now).total_seconds()))
 
     def _alive(self, row: Session, now: datetime) -> bool:
         idle = timedelta(seconds=self.settings.session_idle_ttl)
@@ -277,7 +308,7 @@ class AuthService:
         access = self.codec.issue(
             user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
-        return SignedIn(access, refresh, user, row.id)
+        return SignedIn(access, refresh, users_repo.record(user), row.id, self._remaining(row, now))
 
 
 class _Replay(Exception):

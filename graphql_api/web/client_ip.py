@@ -20,13 +20,17 @@ def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
     return any(ip in network for network in proxies)
 
 
-def client_ip(peer: str | None, forwarded_for: str | None, proxies: tuple[Network, ...]) -> str:
-    """Off by default: without trusted proxies, the TCP peer is the client."""
+def client_ip(peer: str | None, forwarded_for: Sequence[str], proxies: tuple[Network, ...]) -> str:
+    """Off by default: without trusted proxies, the TCP peer is the client.
+
+    ``forwarded_for`` is every X-Forwarded-For line, in order: repeated lines are one
+    comma list (RFC 9110), so an attacker's own first line cannot pick the address."""
     address = peer or "unknown"
     if not proxies or not forwarded_for or not _trusted(address, proxies):
         return address
+    hops = [part.strip() for line in forwarded_for for part in line.split(",")]
     # Walk from the nearest hop outwards; the first address not ours is the client.
-    for hop in reversed([part.strip() for part in forwarded_for.split(",")]):
+    for hop in reversed(hops):
         if not hop:
             continue
         if not _trusted(hop, proxies):

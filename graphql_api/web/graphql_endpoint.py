@@ -1,8 +1,10 @@
-"""POST /graphql: the HTTP adapter between Starlette and the schema.
+"""/graphql over HTTP: the adapter between ASGI and the engine.
 
-It owns everything HTTP: content type (JSON only: the CSRF defence), the body cap
-(enforced while reading), batching refusal, the Bearer token, the refresh cookie, and
-the response. GraphQL semantics stay in the schema.
+It owns everything HTTP and nothing else: content type (JSON only: the CSRF defence), the
+body cap (enforced while reading), the request's facts for the context getter (headers,
+cookie, client address, request id), and the response (status, headers, the refresh
+cookie a resolver asked for). GraphQL semantics stay in the engine; who the caller is,
+in the context getter.
 """
 
 from __future__ import annotations
@@ -12,19 +14,17 @@ import logging
 import os
 import re
 import secrets
+from collections.abc import Awaitable, Callable
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from graphql_api.api.context import Context
-from graphql_api.auth.tokens import InvalidToken
-from graphql_api.container import Container
+from graphql_api.api.context import Context, RequestFacts
 from graphql_api.engine import Engine, GraphQLRequest, RequestError, Result
 from graphql_api.errors import UNEXPECTED_MESSAGE
-from graphql_api.services.auth import Client
-from graphql_api.web.client_ip import client_ip, parse_proxies
+from graphql_api.web.client_ip import Network, client_ip
 from graphql_api.web.graphiql import GRAPHIQL_CSP, graphiql_html
 
 logger = logging.getLogger("graphql_api.http")
@@ -33,6 +33,8 @@ REFRESH_COOKIE = "graphql_api_refresh"
 COOKIE_PATH = "/graphql"
 TRANSPORT_HEADER = "x-refresh-token-transport"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+ContextGetter = Callable[[RequestFacts], Awaitable[Context]]
 
 
 class _RequestIds:
@@ -55,17 +57,35 @@ class _RequestIds:
 _request_ids = _RequestIds()
 
 
+def request_id_of(given: str | None) -> str:
+    """The client's own request id when it is well formed, else a new one."""
+    if given is not None and _REQUEST_ID.match(given):
+        return given
+    return _request_ids.next()
+
+
 class BodyTooLarge(Exception):
     pass
 
 
-def _error(status: int, message: str, code: str = "BAD_USER_INPUT") -> Response:
-    body = {"errors": [{"message": message, "extensions": {"code": code}}]}
+def error_response(
+    status: int,
+    message: str,
+    code: str = "BAD_USER_INPUT",
+    *,
+    request_id: str | None = None,
+    retry_after: int | None = None,
+) -> Response:
+    extensions: dict[str, object] = {"code": code}
+    headers = {"cache-control": "no-store"}
+    if retry_after is not None:
+        extensions["retryAfter"] = retry_after
+        headers["retry-after"] = str(retry_after)
+    if request_id is not None:
+        headers["x-request-id"] = request_id
+    body = {"errors": [{"message": message, "extensions": extensions}]}
     return Response(
-        orjson.dumps(body),
-        status_code=status,
-        media_type="application/json",
-        headers={"cache-control": "no-store"},
+        orjson.dumps(body), status_code=status, media_type="application/json", headers=headers
     )
 
 
@@ -85,158 +105,125 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class GraphQLEndpoint:
-    def __init__(self, *, engine: Engine, container: Container) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        context_getter: ContextGetter,
+        max_body: int,
+        proxies: tuple[Network, ...] = (),
+        development: bool = False,
+    ) -> None:
         self.engine = engine
-        self.container = container
-        settings = container.settings
-        self.development = settings.is_development
-        self.max_body = settings.max_body_bytes
-        self.proxies = parse_proxies(settings.trusted_proxies)
-        self.trusted_origins = frozenset(settings.cors_origins)
-        self.public_origin = settings.public_origin
-        self.secure_cookie = not self.development
+        self.context_getter = context_getter
+        self.max_body = max_body
+        self.proxies = proxies
+        self.development = development
+        self.secure_cookie = not development
 
     async def get(self, request: Request) -> Response:
         # Queries never run over GET: a GET mutation is a CSRF, a GET query leaks into logs.
         if self.development and "query" not in request.query_params:
             return HTMLResponse(graphiql_html(), headers={"content-security-policy": GRAPHIQL_CSP})
-        return _error(405, "Use POST with Content-Type: application/json.")
+        return error_response(405, "Use POST with Content-Type: application/json.")
 
-    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """POST /graphql as a bare ASGI app, without the router and its middleware."""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """POST /graphql as a bare ASGI app."""
+        request = Request(scope, receive)
+        request_id = request_id_of(request.headers.get("x-request-id"))
         try:
-            response = await self.post(Request(scope, receive))
+            response = await self.post(request, request_id)
         except ClientDisconnect:
             return
         except Exception:
-            logger.exception("unhandled error", extra={"event": "unhandled_error"})
-            response = _error(500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR")
+            logger.exception(
+                "unhandled error", extra={"event": "unhandled_error", "request_id": request_id}
+            )
+            response = error_response(
+                500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
+            )
+        response.headers.setdefault("x-request-id", request_id)
         await response(scope, receive, send)
 
-    async def post(self, request: Request) -> Response:
+    async def post(self, request: Request, request_id: str) -> Response:
         content_type = request.headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            return _error(415, "Content-Type must be application/json.")
+            return error_response(415, "Content-Type must be application/json.")
         try:
             body = await read_body(request, self.max_body)
         except BodyTooLarge:
-            return _error(413, f"Request body exceeds {self.max_body} bytes.")
+            return error_response(413, f"Request body exceeds {self.max_body} bytes.")
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return _error(400, "Request body is not valid JSON.")
+            return error_response(400, "Request body is not valid JSON.")
         try:
             graphql_request = GraphQLRequest.from_payload(payload)
         except RequestError as exc:
-            return _error(exc.status, exc.message, exc.code)
+            return error_response(exc.status, exc.message, exc.code)
         refused = self.engine.admit(graphql_request)
         if refused is not None:
-            return self._respond(refused, None)
+            return self._respond(refused, request_id, None)
         try:
-            context = await self.context(request)
+            context = await self.context_getter(self.facts(request, request_id))
         except Exception:
             # E.g. the revocation list cannot be read: fail closed, say nothing more.
-            logger.exception("cannot build the request context", extra={"event": "context_failed"})
-            return _error(500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR")
+            logger.exception(
+                "cannot build the request context",
+                extra={"event": "context_failed", "request_id": request_id},
+            )
+            return error_response(
+                500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
+            )
         result = await self.engine.execute(graphql_request, context)
-        return self._respond(result, context)
+        return self._respond(result, request_id, context)
 
-    def _respond(self, result: Result, context: Context | None) -> Response:
-        response_body = result.formatted()
-        headers = {"cache-control": "no-store"}
-        if context is not None:
-            headers["x-request-id"] = context.request_id
-        if result.errors:
-            retry = [
-                e.extensions["retryAfter"]
-                for e in result.errors
-                if e.extensions and e.extensions.get("code") == "RATE_LIMITED"
-            ]
-            if retry:
-                headers["retry-after"] = str(max(retry))
+    def facts(self, request: Request, request_id: str) -> RequestFacts:
+        headers = request.headers
+        peer = request.client.host if request.client else None
+        return RequestFacts(
+            request_id=request_id,
+            client_ip=client_ip(peer, headers.getlist("x-forwarded-for"), self.proxies),
+            user_agent=headers.get("user-agent"),
+            authorization=headers.get("authorization"),
+            refresh_cookie=request.cookies.get(REFRESH_COOKIE),
+            cookie_transport=headers.get(TRANSPORT_HEADER, "").lower() == "cookie",
+            origin=headers.get("origin"),
+            addressed_origin=f"{request.url.scheme}://{headers.get('host', '')}",
+        )
+
+    def _respond(self, result: Result, request_id: str, context: Context | None) -> Response:
+        headers = {"cache-control": "no-store", "x-request-id": request_id}
+        retry = [
+            e.extensions["retryAfter"]
+            for e in result.errors
+            if e.extensions and "retryAfter" in e.extensions
+        ]
+        if retry:
+            headers["retry-after"] = str(max(retry))
         response = Response(
-            orjson.dumps(response_body),
+            orjson.dumps(result.formatted()),
             status_code=result.status,
             media_type="application/json",
             headers=headers,
         )
-        for change in context.cookie_changes if context is not None else ():
-            if change.value is None:
-                response.delete_cookie(
-                    REFRESH_COOKIE,
-                    path=COOKIE_PATH,
-                    secure=self.secure_cookie,
-                    httponly=True,
-                    samesite="strict",
-                )
-            else:
-                response.set_cookie(
-                    REFRESH_COOKIE,
-                    change.value,
-                    max_age=change.max_age,
-                    path=COOKIE_PATH,
-                    secure=self.secure_cookie,
-                    httponly=True,
-                    samesite="strict",
-                )
+        change = context.response.refresh_cookie if context is not None else None
+        if change is not None and change.value is None:
+            response.delete_cookie(
+                REFRESH_COOKIE,
+                path=COOKIE_PATH,
+                secure=self.secure_cookie,
+                httponly=True,
+                samesite="strict",
+            )
+        elif change is not None:
+            response.set_cookie(
+                REFRESH_COOKIE,
+                change.value or "",
+                max_age=change.max_age,
+                path=COOKIE_PATH,
+                secure=self.secure_cookie,
+                httponly=True,
+                samesite="strict",
+            )
         return response
-
-    async def context(self, request: Request) -> Context:
-        headers = request.headers
-        request_id = headers.get("x-request-id", "")
-        if not _REQUEST_ID.match(request_id):
-            request_id = _request_ids.next()
-        peer = request.client.host if request.client else None
-        client = Client(
-            ip=client_ip(peer, headers.get("x-forwarded-for"), self.proxies),
-            user_agent=(headers.get("user-agent") or None),
-        )
-        context = Context(container=self.container, client=client, request_id=request_id)
-        await self._authenticate(context, headers.get("authorization"))
-        context.cookie_transport = headers.get(TRANSPORT_HEADER, "").lower() == "cookie"
-        context.refresh_cookie = request.cookies.get(REFRESH_COOKIE)
-        context.origin_trusted = self._origin_trusted(request)
-        return context
-
-    async def _authenticate(self, context: Context, authorization: str | None) -> None:
-        if not authorization:
-            return
-        scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token:
-            return
-        try:
-            claims = self.container.codec.decode(token.strip())
-        except InvalidToken as exc:
-            logger.info(
-                "access token refused",
-                extra={
-                    "event": "token_refused",
-                    "reason": str(exc),
-                    "request_id": context.request_id,
-                },
-            )
-            return
-        if await self.container.revocations.is_revoked(claims.session_id):
-            logger.info(
-                "access token of an ended session",
-                extra={
-                    "event": "token_refused",
-                    "reason": "revoked",
-                    "session_id": claims.session_id,
-                    "user_id": claims.user_id,
-                    "request_id": context.request_id,
-                },
-            )
-            return
-        context.user_id = claims.user_id
-        context.session_id = claims.session_id
-
-    def _origin_trusted(self, request: Request) -> bool:
-        origin = request.headers.get("origin")
-        if origin is None:
-            # Browsers send Origin on every cross-origin POST; no Origin is not a browser CSRF.
-            return True
-        if origin in self.trusted_origins:
-            return True
-        own = self.public_origin or f"{request.url.scheme}://{request.headers.get('host', '')}"
-        return origin == own

@@ -181,7 +181,7 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
 
     @app.get("/me", response_model=MeOut)
     async def me(user_id: CurrentUserId, session: Reader) -> MeOut:
-        rows = await users_repo.get_by_ids(session=session, ids=[user_id])
+        rows = await users_repo.records_by_ids(session=session, ids=[user_id])
         if not rows:
             raise HTTPException(status_code=404, detail="User not found")
         user = rows[0]
@@ -197,7 +197,7 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
         rows = rows[:first]
         owners = {
             u.id: u
-            for u in await users_repo.get_by_ids(
+            for u in await users_repo.records_by_ids(
                 session=session, ids=sorted({r.owner_id for r in rows})
             )
         }
@@ -335,7 +335,7 @@ class Mutation:
 
 async def _load_users(db: Database, ids: Sequence[int]) -> list[User | None]:
     async with db.reader() as session:
-        rows = {u.id: u for u in await users_repo.get_by_ids(session=session, ids=ids)}
+        rows = {u.id: u for u in await users_repo.records_by_ids(session=session, ids=ids)}
     return [rows.get(i) for i in ids]
 
 

@@ -99,7 +99,7 @@ def app_client(
         settings = make_settings(database_url, fake_google, **overrides)
         container = Container(settings, clock=clock, keys=keys, limiter=limiter)
         app = create_app(container=container)
-        async with app.router.lifespan_context(app):
+        async with app.lifespan():
             transport = httpx.ASGITransport(app=app)
             async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
                 yield GraphQLClient(http)

@@ -115,12 +115,12 @@ async def test_x_forwarded_for_is_honoured_from_a_configured_proxy(app_client: A
 
 def test_client_ip_trusts_forwarded_for_only_from_proxies() -> None:
     proxies = parse_proxies(["10.0.0.0/8"])
-    assert client_ip("203.0.113.9", "1.2.3.4", ()) == "203.0.113.9"
-    assert client_ip("203.0.113.9", "1.2.3.4", proxies) == "203.0.113.9"
-    assert client_ip("10.0.0.2", "1.2.3.4", proxies) == "1.2.3.4"
+    assert client_ip("203.0.113.9", ["1.2.3.4"], ()) == "203.0.113.9"
+    assert client_ip("203.0.113.9", ["1.2.3.4"], proxies) == "203.0.113.9"
+    assert client_ip("10.0.0.2", ["1.2.3.4"], proxies) == "1.2.3.4"
     # The client prepends its own lie; the proxy appends the real address.
-    assert client_ip("10.0.0.2", "6.6.6.6, 1.2.3.4", proxies) == "1.2.3.4"
-    assert client_ip("10.0.0.2", "not-an-ip", proxies) == "10.0.0.2"
+    assert client_ip("10.0.0.2", ["6.6.6.6, 1.2.3.4"], proxies) == "1.2.3.4"
+    assert client_ip("10.0.0.2", ["not-an-ip"], proxies) == "10.0.0.2"
 
 
 @pytest.fixture

@@ -56,7 +56,7 @@ def harness(database_url: str, fake_google: FakeGoogle, keys: KeySet) -> Iterato
     loop = asyncio.new_event_loop()
     container = Container(make_settings(database_url, fake_google), clock=FakeClock(), keys=keys)
     app = create_app(container=container)
-    lifespan = app.router.lifespan_context(app)
+    lifespan = app.lifespan()
     loop.run_until_complete(lifespan.__aenter__())
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
     signed_in = loop.run_until_complete(
