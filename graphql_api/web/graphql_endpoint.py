@@ -224,7 +224,7 @@ class GraphQLEndpoint:
             request_id = _request_ids.next()
         peer = request.client.host if request.client else None
         client = Client(
-            ip=client_ip(peer, headers.get("x-forwarded-for"), self.proxies),
+            ip=client_ip(peer, headers.getlist("x-forwarded-for"), self.proxies),
             user_agent=(headers.get("user-agent") or None),
         )
         context = Context(container=self.container, client=client, request_id=request_id)
