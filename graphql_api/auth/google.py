@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
 import re
@@ -228,6 +229,8 @@ class GoogleVerifier:
         if not isinstance(token_id, str) or not token_id:
             # Older tokens carry no jti: the signed (iat, sub) pair is unique enough.
             token_id = f"{sub}:{claims.get('iat')}:{claims.get('nonce', '')}"
+        # Stored as a digest: a jti or nonce of any length then fits its column.
+        token_id = hashlib.sha256(token_id.encode("utf-8", "surrogatepass")).hexdigest()
         name = claims.get("name")
         picture = claims.get("picture")
         return GoogleIdentity(

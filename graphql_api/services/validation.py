@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
 from urllib.parse import urlsplit
 
@@ -63,5 +64,10 @@ def clean_picture_url(value: str | None) -> str | None:
 
 
 def name_key(name: str) -> str:
-    """The form in which two category names count as the same."""
-    return unicodedata.normalize("NFKC", name).casefold()
+    """The form in which two category names count as the same: their NFKC casefold.
+
+    Stored as a SHA-256 digest (64 hex characters): NFKC can turn one character into
+    eighteen (U+FDFA), so the folded form of a valid name has no useful length bound.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return hashlib.sha256(folded.encode()).hexdigest()
