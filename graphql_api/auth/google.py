@@ -16,6 +16,12 @@ import jwt
 from google.oauth2 import id_token as google_id_token
 
 from graphql_api.clock import Clock
+from graphql_api.services.validation import (
+    EMAIL_MAX,
+    profile_identifier,
+    profile_name,
+    profile_picture_url,
+)
 
 logger = logging.getLogger("graphql_api.google")
 
@@ -23,6 +29,7 @@ GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"
 MIN_REFETCH_INTERVAL = 60.0
 DEFAULT_MAX_AGE = 300.0
 MAX_ID_TOKEN_LENGTH = 8192
+SUB_MAX = 255  # Google documents its subject identifiers as at most 255 characters
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
@@ -216,13 +223,21 @@ class GoogleVerifier:
             raise InvalidGoogleToken("expired")
         if claims.get("email_verified") is not True:
             raise InvalidGoogleToken("email not verified")
-        sub, email = claims.get("sub"), claims.get("email")
-        if not (isinstance(sub, str) and 0 < len(sub) <= 255 and isinstance(email, str) and email):
+        sub = profile_identifier(claims.get("sub"), max_length=SUB_MAX)
+        email = claims.get("email")
+        # Lowered before it is measured: lowering can lengthen it ("İ" becomes two).
+        email = profile_identifier(
+            email.lower() if isinstance(email, str) else None, max_length=EMAIL_MAX
+        )
+        local_part, _, domain = (email or "").rpartition("@")
+        if sub is None or email is None or not (local_part and domain):
             raise InvalidGoogleToken("sub/email")
         if self.hosted_domains and str(claims.get("hd", "")).lower() not in self.hosted_domains:
             raise InvalidGoogleToken("hosted domain")
+        # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 cannot encode.
         if nonce is not None and not hmac.compare_digest(
-            str(claims.get("nonce", "")).encode(), nonce.encode()
+            str(claims.get("nonce", "")).encode("utf-8", "surrogatepass"),
+            nonce.encode("utf-8", "surrogatepass"),
         ):
             raise InvalidGoogleToken("nonce")
         token_id = claims.get("jti")
@@ -231,15 +246,13 @@ class GoogleVerifier:
             token_id = f"{sub}:{claims.get('iat')}:{claims.get('nonce', '')}"
         # Stored as a digest: a jti or nonce of any length then fits its column.
         token_id = hashlib.sha256(token_id.encode("utf-8", "surrogatepass")).hexdigest()
-        name = claims.get("name")
-        picture = claims.get("picture")
+        # The profile obeys the rules of one edited through the API, cleaned rather than
+        # refused: Google lets its users type anything into their name.
         return GoogleIdentity(
             sub=sub,
-            email=email[:320],
-            name=(name if isinstance(name, str) and name.strip() else email.split("@")[0])[:100],
-            picture=picture
-            if isinstance(picture, str) and picture.startswith("https://")
-            else None,
+            email=email,
+            name=profile_name(claims.get("name")) or profile_name(local_part),
+            picture=profile_picture_url(claims.get("picture")),
             token_id=token_id,
             expires_at=exp,
         )
