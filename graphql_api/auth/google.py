@@ -189,7 +189,9 @@ class CertificateCache:
         now = self.clock.timestamp()
         if self._body is None:
             # Nothing to serve meanwhile: retry soon, then less and less often.
-            backoff = min(FIRST_RETRY * 2 ** (self._failures - 1), MIN_REFETCH_INTERVAL)
+            # The exponent is capped: a float overflows after a thousand failures.
+            doublings = min(self._failures - 1, 16)
+            backoff = min(FIRST_RETRY * 2**doublings, MIN_REFETCH_INTERVAL)
         else:
             # The last good set serves meanwhile: retry after the refetch interval.
             backoff = MIN_REFETCH_INTERVAL
