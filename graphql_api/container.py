@@ -91,8 +91,9 @@ class Container:
             hosted_domains=settings.google_hosted_domains,
             certs=CertificateCache(
                 url=settings.google_certs_url,
-                fetcher=certs_fetcher or HttpxCertsFetcher(),
+                fetcher=certs_fetcher or HttpxCertsFetcher(timeout=settings.google_certs_timeout),
                 clock=self.clock,
+                deadline=settings.google_certs_timeout,
             ),
             clock=self.clock,
         )

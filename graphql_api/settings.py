@@ -48,6 +48,7 @@ class Settings(BaseSettings):
 
     google_client_ids: CommaList = []
     google_certs_url: str = GOOGLE_CERTS_URL
+    google_certs_timeout: float = Field(default=3.0, gt=0, le=60)  # whole fetch, seconds
     google_hosted_domains: CommaList = []
     admin_emails: CommaList = []
 

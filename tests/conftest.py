@@ -92,11 +92,11 @@ async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
 
 
 @asynccontextmanager
-async def migrated_pg_database() -> AsyncIterator[str]:
+async def migrated_pg_database(revision: str = "head") -> AsyncIterator[str]:
     """A throwaway PostgreSQL database at the latest migration, dropped afterwards."""
     name, url = await _create_pg_database()
     try:
-        await migrate(url)
+        await migrate(url, revision)
         yield url
     finally:
         await _drop_pg_database(name)

@@ -53,6 +53,7 @@ class FakeGoogle:
         self.published = [self.key]
         self.requests = 0
         self.fail = False
+        self.delay = 0.0  # seconds before each answer: a slow Google
         self.max_age = 3600
         handler = self._handler()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
@@ -81,6 +82,7 @@ class FakeGoogle:
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
                 google.requests += 1
+                time.sleep(google.delay)
                 if google.fail:
                     self.send_response(503)
                     self.end_headers()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import hmac
 import logging
+import math
 import re
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -15,13 +17,24 @@ import jwt
 from google.oauth2 import id_token as google_id_token
 
 from graphql_api.clock import Clock
+from graphql_api.errors import ServiceUnavailable
+from graphql_api.services.validation import (
+    EMAIL_MAX,
+    profile_identifier,
+    profile_name,
+    profile_picture_url,
+)
 
 logger = logging.getLogger("graphql_api.google")
 
 GOOGLE_ISSUERS = frozenset({"accounts.google.com", "https://accounts.google.com"})
 MIN_REFETCH_INTERVAL = 60.0
 DEFAULT_MAX_AGE = 300.0
+DEFAULT_FETCH_DEADLINE = 3.0
+FIRST_RETRY = 1.0  # after a failed fetch with no certificates at all; doubles up to a minute
+GOOGLE_UNAVAILABLE = "Google sign-in is unavailable right now; retry later."
 MAX_ID_TOKEN_LENGTH = 8192
+SUB_MAX = 255  # Google documents its subject identifiers as at most 255 characters
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
@@ -51,7 +64,10 @@ class CertsFetcher(Protocol):
 
 
 class HttpxCertsFetcher:
-    """Fetches certificates without blocking the event loop."""
+    """Fetches certificates without blocking the event loop.
+
+    ``timeout`` bounds each connect and read only; ``CertificateCache`` bounds the whole.
+    """
 
     def __init__(self, timeout: float = 5.0) -> None:
         self.timeout = timeout
@@ -102,56 +118,94 @@ class CertificateCache:
     """Google's signing certificates, cached per Cache-Control max-age.
 
     Refetched when stale, or at most once a minute when a token names a kid we do not
-    know; the last good set is kept when Google cannot be reached.
+    know; the last good set is kept when Google cannot be reached. One fetch runs at a
+    time, within a total deadline, and every login that needs it awaits that same fetch.
+    With no set at all (Google unreachable since start-up) logins are answered
+    SERVICE_UNAVAILABLE: at once while the next attempt is not due, which backs off from
+    one second to a minute, so that an outage costs no login more than one deadline.
     """
 
-    def __init__(self, *, url: str, fetcher: CertsFetcher, clock: Clock) -> None:
+    def __init__(
+        self,
+        *,
+        url: str,
+        fetcher: CertsFetcher,
+        clock: Clock,
+        deadline: float = DEFAULT_FETCH_DEADLINE,
+    ) -> None:
         self.url = url
         self.fetcher = fetcher
         self.clock = clock
+        self.deadline = deadline
         self._body: bytes | None = None
         self._kids: frozenset[str] = frozenset()
         self._fresh_until = 0.0
-        self._last_attempt = float("-inf")
-        self._lock = asyncio.Lock()
+        self._next_attempt = float("-inf")
+        self._failures = 0
+        self._fetch: asyncio.Task[None] | None = None
 
     async def certificates(self, kid: str | None) -> bytes:
-        if self._needs_fetch(kid):
-            async with self._lock:
-                if self._needs_fetch(kid):
-                    await self._refresh(self.clock.timestamp())
+        now = self.clock.timestamp()
+        if self._wants_fetch(kid, now):
+            if self._fetch is None and now >= self._next_attempt:
+                self._fetch = asyncio.create_task(self._refresh(now))
+            if self._fetch is not None:
+                # Shielded: a login that gives up must not cancel the others' fetch.
+                await asyncio.shield(self._fetch)
         if self._body is None:
-            raise InvalidGoogleToken("no certificates available")
+            retry_after = math.ceil(max(1.0, self._next_attempt - self.clock.timestamp()))
+            raise ServiceUnavailable(GOOGLE_UNAVAILABLE, retry_after=retry_after)
         return self._body
 
-    def _needs_fetch(self, kid: str | None) -> bool:
+    def _wants_fetch(self, kid: str | None, now: float) -> bool:
         if self._body is None:
             return True
-        now = self.clock.timestamp()
-        if now - self._last_attempt < MIN_REFETCH_INTERVAL:
-            return False
         return now >= self._fresh_until or (kid is not None and kid not in self._kids)
 
-    async def _refresh(self, now: float) -> None:
-        self._last_attempt = now
+    async def _refresh(self, started: float) -> None:
         try:
-            response = await self.fetcher.fetch(self.url)
+            # A total deadline: httpx's timeout bounds each read, and an endpoint that
+            # trickles a byte at a time would otherwise hold every login indefinitely.
+            async with asyncio.timeout(self.deadline):
+                response = await self.fetcher.fetch(self.url)
             if response.status != 200:
                 raise ValueError(f"status {response.status}")
             kids = _kids_of(response.body)
         except Exception as exc:  # noqa: BLE001 - any failure keeps the last good set
-            logger.warning(
-                "google certificates fetch failed; keeping the last good set",
-                extra={"event": "google_certs_fetch_failed", "reason": exc.__class__.__name__},
-            )
-            # Retry a failed fetch after the refetch interval, not on every request.
-            self._fresh_until = max(self._fresh_until, now + MIN_REFETCH_INTERVAL)
+            self._failed(exc)
             return
+        finally:
+            self._fetch = None
         match = _MAX_AGE.search(response.headers.get("cache-control", ""))
         max_age = float(match.group(1)) if match else DEFAULT_MAX_AGE
         self._body = response.body
         self._kids = kids
-        self._fresh_until = now + max(max_age, MIN_REFETCH_INTERVAL)
+        self._failures = 0
+        self._fresh_until = started + max(max_age, MIN_REFETCH_INTERVAL)
+        self._next_attempt = started + MIN_REFETCH_INTERVAL
+
+    def _failed(self, exc: Exception) -> None:
+        self._failures += 1
+        now = self.clock.timestamp()
+        if self._body is None:
+            # Nothing to serve meanwhile: retry soon, then less and less often.
+            # The exponent is capped: a float overflows after a thousand failures.
+            doublings = min(self._failures - 1, 16)
+            backoff = min(FIRST_RETRY * 2**doublings, MIN_REFETCH_INTERVAL)
+        else:
+            # The last good set serves meanwhile: retry after the refetch interval.
+            backoff = MIN_REFETCH_INTERVAL
+        self._next_attempt = now + backoff
+        logger.warning(
+            "google certificates fetch failed; keeping the last good set"
+            if self._body is not None
+            else "google certificates fetch failed; no certificates to verify sign-ins",
+            extra={
+                "event": "google_certs_fetch_failed",
+                "reason": exc.__class__.__name__,
+                "retry_in": backoff,
+            },
+        )
 
 
 def _kids_of(body: bytes) -> frozenset[str]:
@@ -215,28 +269,36 @@ class GoogleVerifier:
             raise InvalidGoogleToken("expired")
         if claims.get("email_verified") is not True:
             raise InvalidGoogleToken("email not verified")
-        sub, email = claims.get("sub"), claims.get("email")
-        if not (isinstance(sub, str) and 0 < len(sub) <= 255 and isinstance(email, str) and email):
+        sub = profile_identifier(claims.get("sub"), max_length=SUB_MAX)
+        email = claims.get("email")
+        # Lowered before it is measured: lowering can lengthen it ("İ" becomes two).
+        email = profile_identifier(
+            email.lower() if isinstance(email, str) else None, max_length=EMAIL_MAX
+        )
+        local_part, _, domain = (email or "").rpartition("@")
+        if sub is None or email is None or not (local_part and domain):
             raise InvalidGoogleToken("sub/email")
         if self.hosted_domains and str(claims.get("hd", "")).lower() not in self.hosted_domains:
             raise InvalidGoogleToken("hosted domain")
+        # surrogatepass: JSON can carry a lone surrogate, which plain UTF-8 cannot encode.
         if nonce is not None and not hmac.compare_digest(
-            str(claims.get("nonce", "")).encode(), nonce.encode()
+            str(claims.get("nonce", "")).encode("utf-8", "surrogatepass"),
+            nonce.encode("utf-8", "surrogatepass"),
         ):
             raise InvalidGoogleToken("nonce")
         token_id = claims.get("jti")
         if not isinstance(token_id, str) or not token_id:
             # Older tokens carry no jti: the signed (iat, sub) pair is unique enough.
             token_id = f"{sub}:{claims.get('iat')}:{claims.get('nonce', '')}"
-        name = claims.get("name")
-        picture = claims.get("picture")
+        # Stored as a digest: a jti or nonce of any length then fits its column.
+        token_id = hashlib.sha256(token_id.encode("utf-8", "surrogatepass")).hexdigest()
+        # The profile obeys the rules of one edited through the API, cleaned rather than
+        # refused: Google lets its users type anything into their name.
         return GoogleIdentity(
             sub=sub,
-            email=email[:320],
-            name=(name if isinstance(name, str) and name.strip() else email.split("@")[0])[:100],
-            picture=picture
-            if isinstance(picture, str) and picture.startswith("https://")
-            else None,
+            email=email,
+            name=profile_name(claims.get("name")) or profile_name(local_part),
+            picture=profile_picture_url(claims.get("picture")),
             token_id=token_id,
             expires_at=exp,
         )

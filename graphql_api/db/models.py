@@ -78,8 +78,9 @@ class Category(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(100))
-    # casefold()ed name: uniqueness ignores case the same way on SQLite and PostgreSQL.
-    name_key: Mapped[str] = mapped_column(String(400), unique=True)
+    # Digest of the NFKC casefold of the name (services/validation.py name_key):
+    # uniqueness ignores case the same way on SQLite and PostgreSQL.
+    name_key: Mapped[str] = mapped_column(String(64), unique=True)
     description: Mapped[str | None] = mapped_column(Text)
     owner_id: Mapped[int] = mapped_column(BigId, ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -137,7 +138,8 @@ class UsedGoogleToken(Base):
 
     __tablename__ = "used_google_tokens"
 
-    token_id: Mapped[str] = mapped_column(String(512), primary_key=True)
+    # A digest of the token's identity (auth/google.py): its jti or nonce can be any length.
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 

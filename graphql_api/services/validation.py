@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
+import re
 import unicodedata
 from urllib.parse import urlsplit
 
 from graphql_api.errors import BadUserInput
 
 NAME_MAX = 100
+EMAIL_MAX = 320
 DESCRIPTION_MAX = 1000
 URL_MAX = 2048
 
@@ -17,8 +20,17 @@ URL_MAX = 2048
 _JOINERS = "\u200c\u200d"
 
 
+# Lone surrogates (Cs) too: no database can store them, and Google's JSON can carry them.
+_REFUSED = ("Cc", "Cf", "Cs")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def _refused(ch: str, allowed: str = "") -> bool:
+    return unicodedata.category(ch) in _REFUSED and ch not in allowed
+
+
 def _has_control(text: str, allowed: str = "") -> bool:
-    return any(unicodedata.category(ch) in ("Cc", "Cf") and ch not in allowed for ch in text)
+    return any(_refused(ch, allowed) for ch in text)
 
 
 def clean_name(value: str, *, field: str = "name") -> str:
@@ -62,6 +74,45 @@ def clean_picture_url(value: str | None) -> str | None:
     return value
 
 
+def profile_name(value: object) -> str:
+    """A display name from an identity provider, made to pass ``clean_name`` rather than
+    refused (sign-in must not fail over it): each run of whitespace becomes one space,
+    invisible and control characters go, and the rest is trimmed and cut to length.
+    Empty when nothing is left."""
+    if not isinstance(value, str):
+        return ""
+    text = "".join(ch for ch in _WHITESPACE.sub(" ", value) if not _refused(ch, _JOINERS))
+    # Removing a character can bring two spaces together: collapse once more.
+    return _WHITESPACE.sub(" ", text).strip()[:NAME_MAX].rstrip()
+
+
+def profile_picture_url(value: object) -> str | None:
+    """A picture URL from an identity provider: kept if ``clean_picture_url`` accepts it."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return clean_picture_url(value)
+    except BadUserInput:
+        return None
+
+
+def profile_identifier(value: object, *, max_length: int) -> str | None:
+    """An identity field (a subject, an address) exactly as sent, or None when it could not
+    be one: never altered, since it decides who signs in and who is an admin."""
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        return None
+    # isprintable() is false for controls, format characters, surrogates and every
+    # separator but the ASCII space; identifiers have no spaces either.
+    if not value.isprintable() or " " in value:
+        return None
+    return value
+
+
 def name_key(name: str) -> str:
-    """The form in which two category names count as the same."""
-    return unicodedata.normalize("NFKC", name).casefold()
+    """The form in which two category names count as the same: their NFKC casefold.
+
+    Stored as a SHA-256 digest (64 hex characters): NFKC can turn one character into
+    eighteen (U+FDFA), so the folded form of a valid name has no useful length bound.
+    """
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return hashlib.sha256(folded.encode()).hexdigest()

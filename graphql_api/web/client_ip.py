@@ -23,12 +23,16 @@ def _trusted(address: str, proxies: tuple[Network, ...]) -> bool:
 def client_ip(peer: str | None, forwarded_for: Sequence[str], proxies: tuple[Network, ...]) -> str:
     """Off by default: without trusted proxies, the TCP peer is the client.
 
-    ``forwarded_for`` is every X-Forwarded-For line, in order: repeated lines are one
-    comma list (RFC 9110), so an attacker's own first line cannot pick the address."""
+    ``forwarded_for`` is every X-Forwarded-For line, in order: a proxy may append its own
+    line instead of extending the client's, so reading only the first one would let the
+    client name itself (RFC 9110: repeated lines combine into one comma list).
+    """
     address = peer or "unknown"
-    if not proxies or not forwarded_for or not _trusted(address, proxies):
+    # A str is a Sequence[str] too: one line, not one hop per character.
+    lines = [forwarded_for] if isinstance(forwarded_for, str) else forwarded_for
+    if not proxies or not lines or not _trusted(address, proxies):
         return address
-    hops = [part.strip() for line in forwarded_for for part in line.split(",")]
+    hops = [part.strip() for part in ",".join(lines).split(",")]
     # Walk from the nearest hop outwards; the first address not ours is the client.
     for hop in reversed(hops):
         if not hop:

@@ -76,6 +76,31 @@ async def test_refreshes_of_one_user_are_limited_across_client_ips(
         assert "errors" not in body, body
 
 
+async def test_logins_of_one_google_account_are_limited_across_client_ips(
+    app_client: AppClient, fake_google: FakeGoogle
+) -> None:
+    # Valid tokens of one account from a new address each time: only the per-account
+    # counter sees them all.
+    limits = {"login_rate_limit": THREE_A_DAY, "trusted_proxies": ["127.0.0.1/32"]}
+    async with app_client(**limits) as client:
+        for i in range(3):
+            token = fake_google.mint(sub="one-account", email="one@example.com")
+            headers = {"x-forwarded-for": f"198.51.100.{i}"}
+            body = await client.gql(LOGIN, {"idToken": token}, headers=headers)
+            assert "errors" not in body, body
+        token = fake_google.mint(sub="one-account", email="one@example.com")
+        body = await client.gql(
+            LOGIN, {"idToken": token}, headers={"x-forwarded-for": "203.0.113.9"}
+        )
+        assert error_codes(body) == ["RATE_LIMITED"], body
+        # Another account from that same new address is not held back.
+        other = fake_google.mint(sub="another-account", email="another@example.com")
+        body = await client.gql(
+            LOGIN, {"idToken": other}, headers={"x-forwarded-for": "203.0.113.9"}
+        )
+        assert "errors" not in body, body
+
+
 async def test_aliases_cannot_multiply_login_attempts(app_client: AppClient) -> None:
     aliased = (
         "mutation { "

@@ -157,3 +157,52 @@ async def test_bad_cursors_are_bad_user_input(user: GraphQLClient, after: str) -
         {"after": after},
     )
     assert error_codes(body) == ["BAD_USER_INPUT"], body
+
+
+# U+FDFA is one character whose NFKC form is eighteen: the longest expansion there is.
+# A name the rules accept must store on both databases, whatever its key grows to.
+EXPANDING = "\ufdfa"
+
+
+@pytest.mark.parametrize("count", [23, 100])
+async def test_names_whose_normal_form_outgrows_the_name_are_stored(
+    user: GraphQLClient, count: int
+) -> None:
+    name = EXPANDING * count
+    body = await create(user, name=name)
+    assert "errors" not in body, body
+    data = await user.data(
+        "query($id: ID!) { category(id: $id) { name } }",
+        {"id": body["data"]["createCategory"]["id"]},
+    )
+    assert data["category"]["name"] == name
+    assert error_codes(await create(user, name=name)) == ["BAD_USER_INPUT"]
+
+
+async def test_renaming_to_a_name_whose_normal_form_outgrows_it_is_stored(
+    user: GraphQLClient,
+) -> None:
+    created = (await create(user, name="short"))["data"]["createCategory"]
+    body = await user.gql(
+        "mutation($id: ID!, $name: String!) "
+        "{ updateCategory(id: $id, input: {name: $name}) { name } }",
+        {"id": created["id"], "name": EXPANDING * 100},
+    )
+    assert body["data"]["updateCategory"]["name"] == EXPANDING * 100, body
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        pytest.param("Straße", "STRASSE", id="sharp-s"),
+        pytest.param("\ufb01le", "FILE", id="fi-ligature"),
+        pytest.param("Ｆｕｌｌｗｉｄｔｈ", "fullwidth", id="fullwidth"),
+        pytest.param("ΣΊΣΥΦΟΣ", "σίσυφος", id="final-sigma"),
+        pytest.param(EXPANDING * 23, EXPANDING * 23, id="expanding"),
+    ],
+)
+async def test_names_equal_ignoring_case_and_compatibility_forms_are_duplicates(
+    user: GraphQLClient, first: str, second: str
+) -> None:
+    assert "errors" not in await create(user, name=first)
+    assert error_codes(await create(user, name=second)) == ["BAD_USER_INPUT"]
