@@ -18,12 +18,6 @@ from google.oauth2 import id_token as google_id_token
 
 from graphql_api.clock import Clock
 from graphql_api.errors import ServiceUnavailable
-from graphql_api.services.validation import (
-    EMAIL_MAX,
-    profile_identifier,
-    profile_name,
-    profile_picture_url,
-)
 
 logger = logging.getLogger("graphql_api.google")
 
@@ -35,6 +29,7 @@ FIRST_RETRY = 1.0  # after a failed fetch with no certificates at all; doubles u
 GOOGLE_UNAVAILABLE = "Google sign-in is unavailable right now; retry later."
 MAX_ID_TOKEN_LENGTH = 8192
 SUB_MAX = 255  # Google documents its subject identifiers as at most 255 characters
+EMAIL_MAX = 320  # the longest address SMTP allows (RFC 5321), and the column's size
 _MAX_AGE = re.compile(r"max-age=(\d+)")
 
 
@@ -44,12 +39,27 @@ class InvalidGoogleToken(Exception):
 
 @dataclass(frozen=True, slots=True)
 class GoogleIdentity:
+    """Who signed in. ``sub`` and ``email`` are checked identifiers; ``name`` and
+    ``picture`` are the profile exactly as Google sent it (the service cleans them)."""
+
     sub: str
     email: str
-    name: str
-    picture: str | None
+    name: object
+    picture: object
     token_id: str
     expires_at: int
+
+
+def _identifier(value: object, *, max_length: int) -> str | None:
+    """An identity field (a subject, an address) exactly as sent, or None when it could not
+    be one: never altered, since it decides who signs in and who is an admin."""
+    if not isinstance(value, str) or not 0 < len(value) <= max_length:
+        return None
+    # isprintable() is false for controls, format characters, surrogates and every
+    # separator but the ASCII space; identifiers have no spaces either.
+    if not value.isprintable() or " " in value:
+        return None
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +279,10 @@ class GoogleVerifier:
             raise InvalidGoogleToken("expired")
         if claims.get("email_verified") is not True:
             raise InvalidGoogleToken("email not verified")
-        sub = profile_identifier(claims.get("sub"), max_length=SUB_MAX)
+        sub = _identifier(claims.get("sub"), max_length=SUB_MAX)
         email = claims.get("email")
         # Lowered before it is measured: lowering can lengthen it ("İ" becomes two).
-        email = profile_identifier(
-            email.lower() if isinstance(email, str) else None, max_length=EMAIL_MAX
-        )
+        email = _identifier(email.lower() if isinstance(email, str) else None, max_length=EMAIL_MAX)
         local_part, _, domain = (email or "").rpartition("@")
         if sub is None or email is None or not (local_part and domain):
             raise InvalidGoogleToken("sub/email")
@@ -292,13 +300,11 @@ class GoogleVerifier:
             token_id = f"{sub}:{claims.get('iat')}:{claims.get('nonce', '')}"
         # Stored as a digest: a jti or nonce of any length then fits its column.
         token_id = hashlib.sha256(token_id.encode("utf-8", "surrogatepass")).hexdigest()
-        # The profile obeys the rules of one edited through the API, cleaned rather than
-        # refused: Google lets its users type anything into their name.
         return GoogleIdentity(
             sub=sub,
             email=email,
-            name=profile_name(claims.get("name")) or profile_name(local_part),
-            picture=profile_picture_url(claims.get("picture")),
+            name=claims.get("name"),
+            picture=claims.get("picture"),
             token_id=token_id,
             expires_at=exp,
         )

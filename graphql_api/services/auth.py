@@ -28,6 +28,7 @@ from graphql_api.records import Role, SessionRecord, UserRecord
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.repositories import users as users_repo
 from graphql_api.services.revocation import RevocationList
+from graphql_api.services.validation import profile_name, profile_picture_url
 from graphql_api.settings import Settings
 
 audit = logging.getLogger("graphql_api.audit")
@@ -106,8 +107,10 @@ class AuthService:
                     user = User(google_sub=identity.sub, role=Role.USER, created_at=now)
                     session.add(user)
                 user.email = email
-                user.name = identity.name
-                user.picture_url = identity.picture
+                # The profile obeys the rules of one edited through the API, cleaned
+                # rather than refused: Google lets its users type anything into a name.
+                user.name = profile_name(identity.name) or profile_name(email.split("@")[0])
+                user.picture_url = profile_picture_url(identity.picture)
                 user.updated_at = now
                 if email in self.settings.admin_emails:
                     user.role = Role.ADMIN

@@ -10,7 +10,6 @@ from urllib.parse import urlsplit
 from graphql_api.errors import BadUserInput
 
 NAME_MAX = 100
-EMAIL_MAX = 320
 DESCRIPTION_MAX = 1000
 URL_MAX = 2048
 
@@ -94,18 +93,6 @@ def profile_picture_url(value: object) -> str | None:
         return clean_picture_url(value)
     except BadUserInput:
         return None
-
-
-def profile_identifier(value: object, *, max_length: int) -> str | None:
-    """An identity field (a subject, an address) exactly as sent, or None when it could not
-    be one: never altered, since it decides who signs in and who is an admin."""
-    if not isinstance(value, str) or not 0 < len(value) <= max_length:
-        return None
-    # isprintable() is false for controls, format characters, surrogates and every
-    # separator but the ASCII space; identifiers have no spaces either.
-    if not value.isprintable() or " " in value:
-        return None
-    return value
 
 
 def name_key(name: str) -> str:
