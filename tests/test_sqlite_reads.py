@@ -77,9 +77,23 @@ async def test_a_failing_statement_raises_the_driver_error(db: Database) -> None
 async def test_the_installed_libraries_take_the_one_hop_read_path(db: Database) -> None:
     # The fast read path depends on private parts of SQLAlchemy and aiosqlite; when an
     # upgrade removes them the service silently uses the stock adapter. Say so here.
-    from graphql_api.db.engine import _one_hop_supported, _OneHopCursor
+    from graphql_api.db.sqlite_reads import OneHopCursor, one_hop_supported
 
-    assert _one_hop_supported()
+    assert one_hop_supported()
     async with db.read_engine.connect() as conn:
         raw = await conn.get_raw_connection()
-        assert isinstance(raw.dbapi_connection.cursor(), _OneHopCursor)  # type: ignore[union-attr]
+        assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+
+
+def test_without_the_private_parts_the_stock_adapter_is_used_and_said_once(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    from graphql_api.db import sqlite_reads
+
+    monkeypatch.setattr(sqlite_reads, "one_hop_supported", lambda: False)
+    monkeypatch.setattr(sqlite_reads, "_fallback_logged", False)
+    with caplog.at_level("WARNING", logger="graphql_api.db"):
+        assert sqlite_reads.read_dbapi() is None
+        assert sqlite_reads.read_dbapi() is None
+    said = [r for r in caplog.records if getattr(r, "event", None) == "sqlite_fast_reads_off"]
+    assert len(said) == 1

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from sqlalchemy import event, text
-from sqlalchemy.dialects.sqlite.aiosqlite import (
-    AsyncAdapt_aiosqlite_connection,
-    AsyncAdapt_aiosqlite_cursor,
-    AsyncAdapt_aiosqlite_dbapi,
-)
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -20,6 +14,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+from graphql_api.db import sqlite_reads
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
@@ -45,125 +41,6 @@ def _begin_immediate(conn: Any) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-class _OneHopCursor(AsyncAdapt_aiosqlite_cursor):
-    """A read-pool cursor whose statement costs one trip to aiosqlite's thread.
-
-    SQLAlchemy's aiosqlite cursor makes four trips per statement (open the cursor,
-    execute, fetch all, close), and on one core each trip costs more than the SQLite
-    work itself. This one opens, executes, fetches and closes the sqlite3 cursor inside a
-    single call on the connection's own thread, so nothing is shared across threads.
-    """
-
-    __slots__ = ("_description", "_lastrowid", "_rowcount")
-
-    def __init__(self, adapt_connection: Any) -> None:
-        self._adapt_connection = adapt_connection
-        self._connection = adapt_connection._connection
-        self._cursor = None  # type: ignore[assignment]
-        self._soft_closed_memoized = {}  # type: ignore[assignment]
-        self._rows = deque()
-        self._description: Any = None
-        self._rowcount = -1
-        self._lastrowid: int | None = None
-
-    @property
-    def description(self) -> Any:
-        return self._description
-
-    @property
-    def rowcount(self) -> int:
-        return self._rowcount
-
-    @property
-    def lastrowid(self) -> Any:
-        return self._lastrowid
-
-    async def _execute_async(self, operation: Any, parameters: Any) -> Any:
-        driver = self._connection._conn  # the sqlite3 connection, used on its own thread only
-
-        def run() -> tuple[Any, list[Any], int, int | None]:
-            cursor = driver.cursor()
-            try:
-                cursor.execute(operation, () if parameters is None else parameters)
-                description = cursor.description
-                rows = cursor.fetchall() if description else []
-                return description, rows, cursor.rowcount, cursor.lastrowid
-            finally:
-                cursor.close()
-
-        async with self._adapt_connection._execute_mutex:
-            result = await self._connection._execute(run)
-        self._description, rows, self._rowcount, self._lastrowid = result
-        self._rows = deque(rows)
-
-    async def _executemany_async(self, operation: Any, seq_of_parameters: Any) -> Any:
-        driver = self._connection._conn
-
-        def run() -> tuple[int, int | None]:
-            cursor = driver.cursor()
-            try:
-                cursor.executemany(operation, seq_of_parameters)
-                return cursor.rowcount, cursor.lastrowid
-            finally:
-                cursor.close()
-
-        async with self._adapt_connection._execute_mutex:
-            self._rowcount, self._lastrowid = await self._connection._execute(run)
-
-    async def _async_soft_close(self) -> None:
-        return  # nothing is open on the other thread
-
-    def close(self) -> None:
-        self._rows.clear()
-
-
-class _ReadConnection(AsyncAdapt_aiosqlite_connection):
-    __slots__ = ()
-    _cursor_cls = _OneHopCursor
-
-    def rollback(self) -> None:
-        # The pool and the session roll back on every check-in. sqlite3's rollback does
-        # nothing when no transaction is open, which is the normal state of a read
-        # connection (sqlite3 opens transactions before DML only, never before a SELECT),
-        # so skip the trip to the other thread then. Anything open is still rolled back.
-        driver = self._connection._connection
-        if driver is not None and not driver.in_transaction:
-            return
-        super().rollback()
-
-
-class _ReadDBAPI(AsyncAdapt_aiosqlite_dbapi):
-    """aiosqlite as SQLAlchemy adapts it, with the read pool's cheaper connection."""
-
-    def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
-        adapted = super().connect(*arg, **kw)
-        return _ReadConnection(self, adapted._connection)
-
-
-def _one_hop_supported() -> bool:
-    """The one-hop cursor leans on private parts of SQLAlchemy's aiosqlite adapter and of
-    aiosqlite (checked by tests/test_sqlite_reads.py); without them, use the stock adapter."""
-    import aiosqlite
-
-    return (
-        callable(getattr(aiosqlite.Connection, "_execute", None))
-        and getattr(AsyncAdapt_aiosqlite_connection, "_cursor_cls", None)
-        is AsyncAdapt_aiosqlite_cursor
-        and any(
-            "_execute_mutex" in getattr(cls, "__slots__", ())
-            for cls in AsyncAdapt_aiosqlite_connection.__mro__
-        )
-    )
-
-
-def _read_dbapi() -> _ReadDBAPI:
-    import sqlite3
-
-    import aiosqlite
-
-    return _ReadDBAPI(aiosqlite, sqlite3)
-
-
 class Database:
     """Owns the engines. ``reader()`` for queries, ``writer()`` for one atomic change."""
 
@@ -172,8 +49,10 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         if self.is_sqlite:
             read_kw: dict[str, Any] = {}
-            if self.url.get_driver_name() == "aiosqlite" and _one_hop_supported():
-                read_kw["module"] = _read_dbapi()
+            if self.url.get_driver_name() == "aiosqlite":
+                module = sqlite_reads.read_dbapi()
+                if module is not None:
+                    read_kw["module"] = module
             self.read_engine = create_async_engine(
                 url, pool_size=pool_size, max_overflow=0, **read_kw
             )
