@@ -16,6 +16,10 @@ class Clock(Protocol):
         """The current time as seconds since the epoch."""
         ...
 
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for intervals (polls, windows)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -23,3 +27,6 @@ class SystemClock:
 
     def timestamp(self) -> float:
         return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()

@@ -102,8 +102,8 @@ class Container:
             from redis.asyncio import Redis
 
             self.redis = Redis.from_url(settings.redis_url)
-            limiter = RedisRateLimiter(self.redis)
-        self.limiter = limiter or MemoryRateLimiter()
+            limiter = RedisRateLimiter(self.redis, clock=self.clock)
+        self.limiter = limiter or MemoryRateLimiter(clock=self.clock)
         self.revocations = RevocationList(
             db=self.db,
             clock=self.clock,

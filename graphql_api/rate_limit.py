@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import math
-import time
 from typing import TYPE_CHECKING, Protocol
 
+from graphql_api.clock import Clock, SystemClock
 from graphql_api.errors import RateLimited
 from graphql_api.settings import RateLimit
 
@@ -22,12 +22,13 @@ class RateLimiter(Protocol):
 class MemoryRateLimiter:
     """Per-process counters; right for one process, and the fallback without Redis."""
 
-    def __init__(self, max_keys: int = 100_000) -> None:
+    def __init__(self, max_keys: int = 100_000, *, clock: Clock | None = None) -> None:
         self._windows: dict[str, tuple[int, int]] = {}
         self.max_keys = max_keys
+        self.clock = clock or SystemClock()
 
     async def hit(self, key: str, rate: RateLimit) -> None:
-        now = time.time()
+        now = self.clock.timestamp()
         window = int(now // rate.period)
         start, count = self._windows.get(key, (window, 0))
         if start != window:
@@ -44,12 +45,15 @@ class MemoryRateLimiter:
 class RedisRateLimiter:
     """Counters in Redis, so that every process behind the same Redis counts together."""
 
-    def __init__(self, redis: Redis, prefix: str = "graphql_api:rl:") -> None:
+    def __init__(
+        self, redis: Redis, prefix: str = "graphql_api:rl:", *, clock: Clock | None = None
+    ) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.clock = clock or SystemClock()
 
     async def hit(self, key: str, rate: RateLimit) -> None:
-        now = time.time()
+        now = self.clock.timestamp()
         window = int(now // rate.period)
         redis_key = f"{self.prefix}{key}:{rate.period}:{window}"
         pipe = self.redis.pipeline(transaction=True)

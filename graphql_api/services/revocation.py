@@ -11,7 +11,6 @@ an access token's lifetime are dropped: such tokens have expired anyway.
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import datetime, timedelta
 
 from graphql_api.clock import Clock
@@ -43,7 +42,7 @@ class RevocationList:
         self.polls = 0
 
     async def is_revoked(self, session_id: str) -> bool:
-        if time.monotonic() - self._polled_at >= self.poll_interval:
+        if self.clock.monotonic() - self._polled_at >= self.poll_interval:
             await self.refresh()
         return session_id in self._revoked
 
@@ -56,9 +55,9 @@ class RevocationList:
     async def refresh(self, *, force: bool = False) -> None:
         async with self._lock:
             # Whoever waited on the lock finds the set refreshed by the holder.
-            if not force and time.monotonic() - self._polled_at < self.poll_interval:
+            if not force and self.clock.monotonic() - self._polled_at < self.poll_interval:
                 return
-            started = time.monotonic()
+            started = self.clock.monotonic()
             now = self.clock.now()
             since = (
                 now - timedelta(seconds=self.retention)
