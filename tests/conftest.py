@@ -1,8 +1,10 @@
 """Shared fixtures: a database per backend, the fake Google issuer, and one client per identity.
 
-Every test that touches the database runs twice: on SQLite and on a throwaway PostgreSQL
-database (created for the run, dropped after). Without PostgreSQL the PostgreSQL half is
-skipped locally, and fails under CI=true.
+Tests run on SQLite. Where persistence or concurrency matters (what is stored, what a
+refused change leaves behind, locks and races), a module says
+``pytestmark = pytest.mark.both_databases`` and its tests run twice: on SQLite and on a
+throwaway PostgreSQL database (created for the run, dropped after). Without PostgreSQL
+the PostgreSQL half is skipped locally, and fails under CI=true.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import os
 import secrets
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,6 +49,9 @@ class FakeClock:
     def timestamp(self) -> float:
         return self.now().timestamp()
 
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
     def advance(self, seconds: float) -> None:
         self.offset += seconds
 
@@ -79,7 +85,19 @@ async def _drop_pg_database(name: str) -> None:
         await conn.close()
 
 
-@pytest.fixture(scope="session", params=["sqlite", "postgresql"])
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "database_url" not in metafunc.fixturenames:
+        return
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        backends = ["postgresql"]
+    elif metafunc.definition.get_closest_marker("both_databases"):
+        backends = ["sqlite", "postgresql"]
+    else:
+        backends = ["sqlite"]
+    metafunc.parametrize("database_url", backends, indirect=True, scope="session")
+
+
+@pytest.fixture(scope="session")
 async def database_url(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     if request.param == "sqlite":
         with tempfile.TemporaryDirectory() as tmp:
@@ -251,17 +269,24 @@ def anonymous(http: httpx.AsyncClient) -> GraphQLClient:
     return GraphQLClient(http)
 
 
+AppClient = Callable[..., Awaitable[GraphQLClient]]
+
+
 @pytest.fixture
 async def app_client(
     container: Container, database_url: str, fake_google: FakeGoogle, clock: FakeClock, keys: KeySet
-) -> AsyncIterator[Any]:
-    """``await app_client(**settings)`` -> an anonymous client of another app instance with
-    those settings, on the same (emptied) database as ``container``."""
+) -> AsyncIterator[AppClient]:
+    """``await app_client(**settings)`` -> an anonymous client of another app instance
+    (another process, as far as the app can tell) with those settings, on the same
+    (emptied) database as ``container``; ``limiter=`` hands in a rate limiter."""
     stack = AsyncExitStack()
 
     async def _make(**overrides: Any) -> GraphQLClient:
         url = overrides.pop("database_url", database_url)
-        other = Container(make_settings(url, fake_google, **overrides), clock=clock, keys=keys)
+        limiter = overrides.pop("limiter", None)
+        other = Container(
+            make_settings(url, fake_google, **overrides), clock=clock, keys=keys, limiter=limiter
+        )
         application = create_app(container=other)
         await stack.enter_async_context(application.lifespan())
         transport = httpx.ASGITransport(app=application)

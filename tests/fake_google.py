@@ -87,6 +87,7 @@ class FakeGoogle:
                     self.send_response(503)
                     self.end_headers()
                     return
+                body: dict[str, Any]
                 if self.path == "/oauth2/v3/certs":
                     body = {"keys": [key.public_jwk for key in google.published]}
                 elif self.path == "/oauth2/v1/certs":

@@ -162,7 +162,9 @@ async def test_prefetched_fields_and_paths_answer_like_the_executor(query: str) 
     executor_calls = sorted(TWIN_CALLS)
 
     TWIN_CALLS.clear()
-    data = await plan.run(schema._schema, None, get_variable_values(schema._schema, [], {}))
+    variables = get_variable_values(schema._schema, [], {})
+    assert not isinstance(variables, list)
+    data = await plan.run(schema._schema, None, variables)
     assert json.dumps(data) == json.dumps(expected.data)
     # The plan calls the resolver only for the nodes without a prefetched twin (1, 2, 4 have one).
     assert sorted(TWIN_CALLS) == [n for n in executor_calls if n not in (1, 2, 4)]

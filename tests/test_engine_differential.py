@@ -166,9 +166,9 @@ class Rewrite:
         variable = f"v{next(self.names)}"
         value = value_from_ast_untyped(argument.value)
         type_text = str(type_)
-        default = None
+        default: Any = None
         if self.choose(0.25) and not type_text.endswith("!"):
-            default = argument.value  # left to the variable's default
+            default = argument.value  # left to the variable's default (a literal: constant)
         else:
             if isinstance(value, int) and not isinstance(value, bool) and self.choose(0.3):
                 value = float(value)  # GraphQL coerces 5.0 to the Int 5
@@ -245,8 +245,6 @@ class Twin:
 
 @pytest.fixture
 def twin(database_url: str, fake_google: FakeGoogle, keys: KeySet) -> Iterator[Twin]:
-    if "sqlite" not in database_url:
-        pytest.skip("the engine is the same on both databases: SQLite is enough")
     loop = asyncio.new_event_loop()
     stack: list[Any] = []
 

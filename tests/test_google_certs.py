@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 import pytest
 
@@ -24,7 +24,7 @@ from tests.trickling_endpoint import TricklingEndpoint
 
 
 @pytest.fixture
-def google() -> FakeGoogle:
+def google() -> Iterator[FakeGoogle]:
     fake = FakeGoogle().start()
     yield fake
     fake.stop()

@@ -13,6 +13,8 @@ from graphql_api.db.models import User
 from tests.conftest import LOGIN, GraphQLClient, error_codes
 from tests.fake_google import CLIENT_ID, FakeGoogle, SigningKey
 
+pytestmark = pytest.mark.both_databases
+
 
 async def login(client: GraphQLClient, token: str, nonce: str | None = None) -> dict[str, Any]:
     return await client.gql(LOGIN, {"idToken": token, "nonce": nonce})

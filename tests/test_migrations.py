@@ -18,8 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from graphql_api.clock import SystemClock
 from graphql_api.db.engine import Database
 from graphql_api.db.migrate import migrate
-from graphql_api.db.models import Base, Category, Role, UsedGoogleToken, User
+from graphql_api.db.models import Base, Category, UsedGoogleToken, User
 from graphql_api.errors import BadUserInput
+from graphql_api.records import Role
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.services.categories import CategoryService
 from graphql_api.services.validation import name_key

@@ -10,6 +10,8 @@ from graphql_api.container import Container
 from graphql_api.db.models import Category, User
 from tests.conftest import GraphQLClient, error_codes
 
+pytestmark = pytest.mark.both_databases
+
 PAGE = """
 query($first: Int, $after: String) {
   categories(first: $first, after: $after) {
@@ -82,7 +84,7 @@ async def test_rows_deleted_during_a_walk_leave_no_gap_in_the_rest(
     assert len(rest["categories"]["edges"]) == 6
 
 
-@pytest.mark.parametrize("first", [101, 1000, -1])
+@pytest.mark.parametrize("first", [-1, 101, 1000, 2**31, -(2**31) - 1, 10**30])
 async def test_page_size_outside_0_to_100_is_bad_user_input(
     user: GraphQLClient, first: int
 ) -> None:
@@ -103,7 +105,19 @@ async def test_first_zero_returns_no_edges_but_says_whether_more_exist(
     assert page["edges"] == [] and page["pageInfo"] == {"hasNextPage": True, "endCursor": None}
 
 
-@pytest.mark.parametrize("cursor", ["garbage", "YzE6", "Yzg6MQ==", "x" * 100, "YzE6LTE="])
+@pytest.mark.parametrize(
+    "cursor",
+    [
+        "garbage",
+        "YzE6",
+        "Yzg6MQ==",
+        "x" * 100,
+        "x" * 1000,
+        "%%%",
+        "YzE6LTE=",
+        "YzE6OTk5OTk5OTk5OTk5OTk5OTk5OTk5OQ==",
+    ],
+)
 async def test_malformed_cursor_is_bad_user_input(user: GraphQLClient, cursor: str) -> None:
     body = await user.gql(PAGE, {"first": 5, "after": cursor})
     assert error_codes(body) == ["BAD_USER_INPUT"]

@@ -14,6 +14,8 @@ from graphql_api.container import Container
 from graphql_api.db.models import Base
 from tests.conftest import FakeClock, GraphQLClient, error_codes
 
+pytestmark = pytest.mark.both_databases
+
 REFRESH = """
 mutation($t: String) {
   refreshToken(refreshToken: $t) { accessToken refreshToken expiresIn user { id email } }

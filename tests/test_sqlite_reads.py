@@ -12,7 +12,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from graphql_api.db.engine import Database
-from graphql_api.db.models import Base, Category, Role, User
+from graphql_api.db.models import Base, Category, User
+from graphql_api.records import Role
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
 

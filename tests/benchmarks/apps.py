@@ -34,7 +34,8 @@ from strawberry.permission import BasePermission
 
 from graphql_api.auth.keys import load_key_set
 from graphql_api.db.engine import Database
-from graphql_api.db.models import Category, User
+from graphql_api.db.models import Category
+from graphql_api.records import UserRecord
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
 from graphql_api.services.validation import clean_name, name_key
@@ -333,7 +334,7 @@ class Mutation:
         )
 
 
-async def _load_users(db: Database, ids: Sequence[int]) -> list[User | None]:
+async def _load_users(db: Database, ids: Sequence[int]) -> list[UserRecord | None]:
     async with db.reader() as session:
         rows = {u.id: u for u in await users_repo.records_by_ids(session=session, ids=ids)}
     return [rows.get(i) for i in ids]

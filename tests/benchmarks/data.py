@@ -8,7 +8,8 @@ from pathlib import Path
 
 from graphql_api.container import Container
 from graphql_api.db.engine import Database
-from graphql_api.db.models import Category, Role, User
+from graphql_api.db.models import Category, User
+from graphql_api.records import Role
 from graphql_api.services.auth import Client
 from graphql_api.services.validation import name_key
 from graphql_api.settings import Settings

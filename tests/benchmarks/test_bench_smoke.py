@@ -23,6 +23,8 @@ from tests.benchmarks.apps import TokenDecoder, floor, rest, strawberry_default
 from tests.benchmarks.data import USERS, Caller, seed, sign_in
 from tests.benchmarks.workloads import SERVERS, W2, W3, WORKLOADS, Workload
 
+pytestmark = pytest.mark.both_databases
+
 CASES = [
     (server, workload)
     for workload in WORKLOADS

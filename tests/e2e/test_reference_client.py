@@ -18,8 +18,9 @@ import httpx
 import pytest
 
 from tests.conftest import LOGIN
-from tests.e2e.conftest import ACCESS_TOKEN_TTL, LiveServer, page_errors, results_dir
+from tests.e2e.conftest import ACCESS_TOKEN_TTL, page_errors, results_dir
 from tests.fake_google import FakeGoogle
+from tests.live_server import LiveServer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Request

@@ -6,20 +6,14 @@ import base64
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import jwt
 import pytest
 
-from graphql_api.app import create_app
 from graphql_api.auth.keys import KeySet
-from graphql_api.container import Container
-from tests.conftest import FakeClock, GraphQLClient, make_settings
-from tests.fake_google import FakeGoogle
+from tests.conftest import AppClient, GraphQLClient
 
 ME = "{ me { id email } }"
 TRACEBACK_MARKERS = ("Traceback", 'File "', "sqlalchemy", "asyncpg", "sqlite3", "psycopg")
@@ -83,32 +77,8 @@ def assert_no_internals(text: str) -> None:
         assert marker not in text, text
 
 
-AppClient = Callable[..., AbstractAsyncContextManager[GraphQLClient]]
-
-
 @pytest.fixture
-def app_client(
-    database_url: str, fake_google: FakeGoogle, keys: KeySet, clock: FakeClock
-) -> AppClient:
-    """``async with app_client(**settings) as client``: an anonymous client of an app
-    built with those settings, on the same database as the other fixtures."""
-
-    @asynccontextmanager
-    async def build(**overrides: Any) -> AsyncIterator[GraphQLClient]:
-        limiter = overrides.pop("limiter", None)
-        settings = make_settings(database_url, fake_google, **overrides)
-        container = Container(settings, clock=clock, keys=keys, limiter=limiter)
-        app = create_app(container=container)
-        async with app.lifespan():
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-                yield GraphQLClient(http)
-
-    return build
-
-
-@pytest.fixture
-async def production_client(app_client: AppClient, keys_file: Path) -> AsyncIterator[GraphQLClient]:
-    """An anonymous client of the app built with production settings."""
-    async with app_client(env="production", jwt_keys_file=keys_file) as client:
-        yield client
+async def production_client(app_client: AppClient, keys_file: Path) -> GraphQLClient:
+    """An anonymous client of the app built with production settings. Free-form queries
+    are what these attacks send, so trusted documents are off."""
+    return await app_client(env="production", jwt_keys_file=keys_file)

@@ -14,9 +14,8 @@ from graphql_api.errors import RateLimited
 from graphql_api.rate_limit import RedisRateLimiter
 from graphql_api.settings import RateLimit
 from graphql_api.web.client_ip import client_ip, parse_proxies
-from tests.conftest import LOGIN, GraphQLClient, error_codes
+from tests.conftest import LOGIN, AppClient, GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
-from tests.security.conftest import AppClient
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -39,20 +38,20 @@ async def login_codes(client: GraphQLClient, times: int, **headers: str) -> list
 async def test_login_attempts_past_the_limit_are_rate_limited_with_retry_after(
     app_client: AppClient,
 ) -> None:
-    async with app_client(login_rate_limit=THREE_A_DAY) as client:
-        assert await login_codes(client, 3) == ["UNAUTHENTICATED"] * 3
-        response = await client.http.post("/graphql", json={"query": BAD_LOGIN})
-        error = response.json()["errors"][0]
-        assert error["extensions"]["code"] == "RATE_LIMITED"
-        retry_after = error["extensions"]["retryAfter"]
-        assert isinstance(retry_after, int) and 0 < retry_after <= 86400
-        assert response.headers["retry-after"] == str(retry_after)
+    client = await app_client(login_rate_limit=THREE_A_DAY)
+    assert await login_codes(client, 3) == ["UNAUTHENTICATED"] * 3
+    response = await client.http.post("/graphql", json={"query": BAD_LOGIN})
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "RATE_LIMITED"
+    retry_after = error["extensions"]["retryAfter"]
+    assert isinstance(retry_after, int) and 0 < retry_after <= 86400
+    assert response.headers["retry-after"] == str(retry_after)
 
 
 async def test_refresh_attempts_past_the_limit_are_rate_limited(app_client: AppClient) -> None:
     query = 'mutation { refreshToken(refreshToken: "rt_guess") { accessToken } }'
-    async with app_client(refresh_rate_limit=THREE_A_DAY) as client:
-        codes = [error_codes(await client.gql(query))[0] for _ in range(5)]
+    client = await app_client(refresh_rate_limit=THREE_A_DAY)
+    codes = [error_codes(await client.gql(query))[0] for _ in range(5)]
     assert codes == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"] * 2
 
 
@@ -61,19 +60,19 @@ async def test_refreshes_of_one_user_are_limited_across_client_ips(
 ) -> None:
     refresh = "mutation($t: String!) { refreshToken(refreshToken: $t) { refreshToken } }"
     limits = {"refresh_rate_limit": THREE_A_DAY, "trusted_proxies": ["127.0.0.1/32"]}
-    async with app_client(**limits) as client:
-        login = await client.gql(LOGIN, {"idToken": fake_google.mint(sub="hammer")})
-        token = login["data"]["googleLogin"]["refreshToken"]
-        for i in range(3):
-            headers = {"x-forwarded-for": f"198.51.100.{i}"}
-            body = await client.gql(refresh, {"t": token}, headers=headers)
-            token = body["data"]["refreshToken"]["refreshToken"]
-        body = await client.gql(refresh, {"t": token}, headers={"x-forwarded-for": "203.0.113.9"})
-        assert error_codes(body) == ["RATE_LIMITED"]
+    client = await app_client(**limits)
+    login = await client.gql(LOGIN, {"idToken": fake_google.mint(sub="hammer")})
+    token = login["data"]["googleLogin"]["refreshToken"]
+    for i in range(3):
+        headers = {"x-forwarded-for": f"198.51.100.{i}"}
+        body = await client.gql(refresh, {"t": token}, headers=headers)
+        token = body["data"]["refreshToken"]["refreshToken"]
+    body = await client.gql(refresh, {"t": token}, headers={"x-forwarded-for": "203.0.113.9"})
+    assert error_codes(body) == ["RATE_LIMITED"]
     # The refused attempt rotated nothing: the same token still works once the limit allows.
-    async with app_client() as other_process:
-        body = await other_process.gql(refresh, {"t": token})
-        assert "errors" not in body, body
+    other_process = await app_client()
+    body = await other_process.gql(refresh, {"t": token})
+    assert "errors" not in body, body
 
 
 async def test_logins_of_one_google_account_are_limited_across_client_ips(
@@ -82,23 +81,19 @@ async def test_logins_of_one_google_account_are_limited_across_client_ips(
     # Valid tokens of one account from a new address each time: only the per-account
     # counter sees them all.
     limits = {"login_rate_limit": THREE_A_DAY, "trusted_proxies": ["127.0.0.1/32"]}
-    async with app_client(**limits) as client:
-        for i in range(3):
-            token = fake_google.mint(sub="one-account", email="one@example.com")
-            headers = {"x-forwarded-for": f"198.51.100.{i}"}
-            body = await client.gql(LOGIN, {"idToken": token}, headers=headers)
-            assert "errors" not in body, body
+    client = await app_client(**limits)
+    for i in range(3):
         token = fake_google.mint(sub="one-account", email="one@example.com")
-        body = await client.gql(
-            LOGIN, {"idToken": token}, headers={"x-forwarded-for": "203.0.113.9"}
-        )
-        assert error_codes(body) == ["RATE_LIMITED"], body
-        # Another account from that same new address is not held back.
-        other = fake_google.mint(sub="another-account", email="another@example.com")
-        body = await client.gql(
-            LOGIN, {"idToken": other}, headers={"x-forwarded-for": "203.0.113.9"}
-        )
+        headers = {"x-forwarded-for": f"198.51.100.{i}"}
+        body = await client.gql(LOGIN, {"idToken": token}, headers=headers)
         assert "errors" not in body, body
+    token = fake_google.mint(sub="one-account", email="one@example.com")
+    body = await client.gql(LOGIN, {"idToken": token}, headers={"x-forwarded-for": "203.0.113.9"})
+    assert error_codes(body) == ["RATE_LIMITED"], body
+    # Another account from that same new address is not held back.
+    other = fake_google.mint(sub="another-account", email="another@example.com")
+    body = await client.gql(LOGIN, {"idToken": other}, headers={"x-forwarded-for": "203.0.113.9"})
+    assert "errors" not in body, body
 
 
 async def test_aliases_cannot_multiply_login_attempts(app_client: AppClient) -> None:
@@ -107,35 +102,35 @@ async def test_aliases_cannot_multiply_login_attempts(app_client: AppClient) -> 
         + " ".join(f'a{i}: googleLogin(idToken: "guess-{i}") {{ accessToken }}' for i in range(10))
         + " }"
     )
-    async with app_client(login_rate_limit=THREE_A_DAY) as client:
-        codes = [code for _ in range(5) for code in error_codes(await client.gql(aliased))]
-        # Every alias is an attempt: 50 guesses requested, 3 verified, the rest refused.
-        assert codes.count("UNAUTHENTICATED") == 3, codes
-        assert set(codes) == {"UNAUTHENTICATED", "RATE_LIMITED"}
-        assert await login_codes(client, 1) == ["RATE_LIMITED"]
+    client = await app_client(login_rate_limit=THREE_A_DAY)
+    codes = [code for _ in range(5) for code in error_codes(await client.gql(aliased))]
+    # Every alias is an attempt: 50 guesses requested, 3 verified, the rest refused.
+    assert codes.count("UNAUTHENTICATED") == 3, codes
+    assert set(codes) == {"UNAUTHENTICATED", "RATE_LIMITED"}
+    assert await login_codes(client, 1) == ["RATE_LIMITED"]
 
 
 async def test_x_forwarded_for_is_ignored_by_default(app_client: AppClient) -> None:
-    async with app_client(login_rate_limit=THREE_A_DAY) as client:
-        codes = [
-            code
-            for i in range(5)
-            for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
-        ]
+    client = await app_client(login_rate_limit=THREE_A_DAY)
+    codes = [
+        code
+        for i in range(5)
+        for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
+    ]
     assert codes == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"] * 2
 
 
 async def test_x_forwarded_for_is_honoured_from_a_configured_proxy(app_client: AppClient) -> None:
     # The in-process transport connects from 127.0.0.1: declared here as the proxy.
-    async with app_client(login_rate_limit=THREE_A_DAY, trusted_proxies=["127.0.0.1/32"]) as client:
-        codes = [
-            code
-            for i in range(5)
-            for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
-        ]
-        assert codes == ["UNAUTHENTICATED"] * 5
-        same = await login_codes(client, 4, **{"x-forwarded-for": "198.51.100.200"})
-        assert same == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"]
+    client = await app_client(login_rate_limit=THREE_A_DAY, trusted_proxies=["127.0.0.1/32"])
+    codes = [
+        code
+        for i in range(5)
+        for code in await login_codes(client, 1, **{"x-forwarded-for": f"198.51.100.{i}"})
+    ]
+    assert codes == ["UNAUTHENTICATED"] * 5
+    same = await login_codes(client, 4, **{"x-forwarded-for": "198.51.100.200"})
+    assert same == ["UNAUTHENTICATED"] * 3 + ["RATE_LIMITED"]
 
 
 def test_client_ip_trusts_forwarded_for_only_from_proxies() -> None:
@@ -189,8 +184,8 @@ async def test_app_rate_limits_through_redis(
     app_client: AppClient, redis: Redis, redis_prefix: str
 ) -> None:
     limiter = RedisRateLimiter(redis, redis_prefix)
-    async with app_client(login_rate_limit=THREE_A_DAY, limiter=limiter) as one:
-        assert await login_codes(one, 2) == ["UNAUTHENTICATED"] * 2
-    async with app_client(login_rate_limit=THREE_A_DAY, limiter=limiter) as two:
-        assert await login_codes(two, 2) == ["UNAUTHENTICATED", "RATE_LIMITED"]
+    one = await app_client(login_rate_limit=THREE_A_DAY, limiter=limiter)
+    assert await login_codes(one, 2) == ["UNAUTHENTICATED"] * 2
+    two = await app_client(login_rate_limit=THREE_A_DAY, limiter=limiter)
+    assert await login_codes(two, 2) == ["UNAUTHENTICATED", "RATE_LIMITED"]
     assert [key async for key in redis.scan_iter(match=f"{redis_prefix}*")]

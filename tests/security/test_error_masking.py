@@ -12,6 +12,8 @@ from graphql_api.container import Container
 from tests.conftest import GraphQLClient, error_codes
 from tests.security.conftest import assert_no_internals
 
+pytestmark = pytest.mark.both_databases
+
 CREATE = "mutation($name: String!) { createCategory(input: {name: $name}) { id } }"
 
 

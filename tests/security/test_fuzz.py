@@ -2,7 +2,7 @@
 
 Whatever valid query or mutation the schema allows, with whatever argument values:
 never a 5xx, never a traceback or INTERNAL_SERVER_ERROR, and without a token never any
-protected data (every root field answers null).
+protected data (every root field answers null) and never a change to any table.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from hypothesis_graphql import mutations, queries
 from graphql_api.app import create_app
 from graphql_api.auth.keys import KeySet
 from graphql_api.container import Container
+from graphql_api.db.models import Base
 from graphql_api.services.auth import Client
 from tests.conftest import FakeClock, make_settings
 from tests.fake_google import FakeGoogle
@@ -42,6 +43,19 @@ class Harness:
     loop: asyncio.AbstractEventLoop
     http: httpx.AsyncClient
     token: str
+    container: Container
+
+    def tables(self) -> dict[str, list[tuple[Any, ...]]]:
+        """Every row of every table: what "changes nothing" is measured against."""
+
+        async def read() -> dict[str, list[tuple[Any, ...]]]:
+            async with self.container.db.reader() as session:
+                return {
+                    table.name: sorted(map(tuple, await session.execute(table.select())), key=repr)
+                    for table in Base.metadata.sorted_tables
+                }
+
+        return self.loop.run_until_complete(read())
 
     def post(self, query: str, token: str | None) -> httpx.Response:
         headers = {"authorization": f"Bearer {token}"} if token else {}
@@ -63,7 +77,7 @@ def harness(database_url: str, fake_google: FakeGoogle, keys: KeySet) -> Iterato
         container.auth.dev_sign_in(email="fuzz@example.com", client=Client("127.0.0.1", None))
     )
     try:
-        yield Harness(loop, http, signed_in.access.token)
+        yield Harness(loop, http, signed_in.access.token, container)
     finally:
         loop.run_until_complete(http.aclose())
         loop.run_until_complete(lifespan.__aexit__(None, None, None))
@@ -95,10 +109,14 @@ def test_fuzzed_queries_without_a_token_reveal_nothing(harness: Harness) -> None
 
 
 def test_fuzzed_mutations_without_a_token_change_nothing(harness: Harness) -> None:
+    before = harness.tables()
+    assert before["users"] and before["sessions"]  # there is something to change
+
     @FUZZ
     @given(mutations(SDL))
     def run(mutation: str) -> None:
         assert_nothing_protected(check(harness.post(mutation, None)))
+        assert harness.tables() == before, mutation
 
     run()
 

@@ -14,6 +14,8 @@ from graphql_api.services.validation import clean_name, profile_name
 from tests.conftest import GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
 
+pytestmark = pytest.mark.both_databases
+
 LOGIN = """
 mutation($idToken: String!, $nonce: String) {
   googleLogin(idToken: $idToken, nonce: $nonce) { user { id name email pictureUrl } }

@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import LOGIN, FakeClock, GraphQLClient, error_codes
+from tests.conftest import LOGIN, AppClient, FakeClock, GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
-from tests.security.conftest import AppClient
 from tests.trickling_endpoint import TricklingEndpoint
 
 # Generous bounds: the machine is shared and noisy. Without a total deadline the same
@@ -70,10 +69,10 @@ def assert_unavailable(body: dict[str, Any]) -> None:
 async def test_concurrent_sign_ins_share_one_fetch_of_a_trickling_endpoint_and_end_at_its_deadline(
     production: Any, trickling: TricklingEndpoint, fake_google: FakeGoogle
 ) -> None:
-    async with production(trickling.url) as client:
-        started = time.monotonic()
-        bodies = await sign_in_concurrently(client, fake_google, 8)
-        elapsed = time.monotonic() - started
+    client = await production(trickling.url)
+    started = time.monotonic()
+    bodies = await sign_in_concurrently(client, fake_google, 8)
+    elapsed = time.monotonic() - started
     assert elapsed < DEADLINE + MARGIN, elapsed
     assert trickling.requests == 1
     for body in bodies:
@@ -84,10 +83,10 @@ async def test_concurrent_sign_ins_share_one_fetch_of_a_slow_google(
     production: Any, google: FakeGoogle
 ) -> None:
     google.delay = DEADLINE / 2
-    async with production(google.jwks_url) as client:
-        started = time.monotonic()
-        bodies = await sign_in_concurrently(client, google, 8)
-        elapsed = time.monotonic() - started
+    client = await production(google.jwks_url)
+    started = time.monotonic()
+    bodies = await sign_in_concurrently(client, google, 8)
+    elapsed = time.monotonic() - started
     assert elapsed < DEADLINE + MARGIN, elapsed
     assert google.requests == 1
     for body in bodies:
@@ -98,21 +97,21 @@ async def test_google_down_with_no_certificates_yet_is_service_unavailable(
     production: Any, google: FakeGoogle
 ) -> None:
     google.fail = True
-    async with production(google.jwks_url) as client:
-        assert_unavailable(await client.gql(LOGIN, {"idToken": google.mint(sub="early")}))
-        # Every login until the retry is due is answered at once, without a new fetch.
-        for body in await sign_in_concurrently(client, google, 5):
-            assert_unavailable(body)
+    client = await production(google.jwks_url)
+    assert_unavailable(await client.gql(LOGIN, {"idToken": google.mint(sub="early")}))
+    # Every login until the retry is due is answered at once, without a new fetch.
+    for body in await sign_in_concurrently(client, google, 5):
+        assert_unavailable(body)
     assert google.requests == 1
 
 
 async def test_google_down_with_certificates_in_hand_still_signs_in(
     production: Any, google: FakeGoogle, clock: FakeClock
 ) -> None:
-    async with production(google.jwks_url) as client:
-        assert "errors" not in await client.gql(LOGIN, {"idToken": google.mint(sub="before")})
-        google.fail = True
-        clock.advance(google.max_age + 1)
-        for body in await sign_in_concurrently(client, google, 5):
-            assert "errors" not in body, body
+    client = await production(google.jwks_url)
+    assert "errors" not in await client.gql(LOGIN, {"idToken": google.mint(sub="before")})
+    google.fail = True
+    clock.advance(google.max_age + 1)
+    for body in await sign_in_concurrently(client, google, 5):
+        assert "errors" not in body, body
     assert google.requests == 2

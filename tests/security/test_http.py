@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.conftest import LOGIN, GraphQLClient, error_codes
+from tests.conftest import LOGIN, AppClient, GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
-from tests.security.conftest import AppClient, assert_no_internals
+from tests.security.conftest import assert_no_internals
 
 JSON = {"content-type": "application/json"}
 
@@ -137,24 +137,24 @@ async def test_cors_is_off_without_configured_origins(anonymous: GraphQLClient) 
 
 
 async def test_cors_answers_only_the_configured_origins(app_client: AppClient) -> None:
-    async with app_client(cors_origins=["https://app.example"]) as client:
-        for origin, allowed in (
-            ("https://app.example", True),
-            ("https://evil.example", False),
-            ("https://app.example.evil.example", False),
-            ("null", False),
-        ):
-            preflight = await client.http.options(
-                "/graphql",
-                headers={"origin": origin, "access-control-request-method": "POST"},
-            )
-            response = await client.http.post(
-                "/graphql", json={"query": "{ __typename }"}, headers={"origin": origin}
-            )
-            got = response.headers.get("access-control-allow-origin")
-            assert (got == origin) is allowed, (origin, got)
-            assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed
-            assert got != "*"
+    client = await app_client(cors_origins=["https://app.example"])
+    for origin, allowed in (
+        ("https://app.example", True),
+        ("https://evil.example", False),
+        ("https://app.example.evil.example", False),
+        ("null", False),
+    ):
+        preflight = await client.http.options(
+            "/graphql",
+            headers={"origin": origin, "access-control-request-method": "POST"},
+        )
+        response = await client.http.post(
+            "/graphql", json={"query": "{ __typename }"}, headers={"origin": origin}
+        )
+        got = response.headers.get("access-control-allow-origin")
+        assert (got == origin) is allowed, (origin, got)
+        assert (preflight.headers.get("access-control-allow-origin") == origin) is allowed
+        assert got != "*"
 
 
 async def test_get_is_never_executed_and_has_no_graphiql_in_production(
