@@ -95,7 +95,9 @@ async def test_without_google_client_ids_the_config_says_so(app_client: Any) -> 
 class TestInProduction:
     @pytest.fixture
     async def production(self, app_client: Any, keys_file: Path) -> GraphQLClient:
-        client: GraphQLClient = await app_client(env="production", jwt_keys_file=keys_file)
+        client: GraphQLClient = await app_client(
+            env="production", jwt_keys_file=keys_file, trusted_documents="off"
+        )
         return client
 
     async def test_get_graphql_serves_no_graphiql(self, production: GraphQLClient) -> None:
@@ -137,6 +139,7 @@ def test_serve_prints_no_graphiql_or_dev_token_in_production(
             "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
             "GRAPHQL_API_JWT_KEYS_FILE": str(keys_file),
             "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "GRAPHQL_API_TRUSTED_DOCUMENTS": "off",
         },
         tmp_path,
     )

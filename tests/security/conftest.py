@@ -109,6 +109,10 @@ def app_client(
 
 @pytest.fixture
 async def production_client(app_client: AppClient, keys_file: Path) -> AsyncIterator[GraphQLClient]:
-    """An anonymous client of the app built with production settings."""
-    async with app_client(env="production", jwt_keys_file=keys_file) as client:
+    """An anonymous client of the app built with production settings, serving free-form
+    queries (the attacks here are documents; tests/security/test_trusted_documents.py
+    plays them against ``require``)."""
+    async with app_client(
+        env="production", jwt_keys_file=keys_file, trusted_documents="off"
+    ) as client:
         yield client
