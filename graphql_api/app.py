@@ -17,7 +17,7 @@ from graphql_api.container import Container
 from graphql_api.engine import Engine, EngineConfig, TrustedDocuments, TrustMode
 from graphql_api.engine.trusted import ManifestError, load_manifests
 from graphql_api.settings import ConfigurationError, Settings
-from graphql_api.web.client_page import add_client_page
+from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
 from graphql_api.web.security_headers import SecurityHeaders
 
@@ -74,7 +74,11 @@ def _trusted_documents(settings: Settings) -> TrustedDocuments:
     mode = TrustMode(settings.trusted_documents_mode)
     if mode is TrustMode.OFF:
         return TrustedDocuments(mode)  # ids are refused: no manifest is read
-    return TrustedDocuments(mode, load_manifests(settings.trusted_documents_files))
+    files = list(settings.trusted_documents_files)
+    if settings.is_development:
+        # Development serves the reference client at /, which sends its operations by id.
+        files.append(CLIENT_MANIFEST)
+    return TrustedDocuments(mode, load_manifests(files))
 
 
 def create_app(settings: Settings | None = None, *, container: Container | None = None) -> FastAPI:

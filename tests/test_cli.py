@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "graphql_api" / "web" / "static"
 
 
 def run(
@@ -174,6 +175,19 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
 
 def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_committed_reference_client_manifest_is_what_documents_build_writes(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "operations.manifest.json"
+    result = run("documents", "build", str(STATIC / "operations"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    committed = STATIC / "operations.manifest.json"
+    assert out.read_text() == committed.read_text(), (
+        "run: graphql-api documents build graphql_api/web/static/operations "
+        "--out graphql_api/web/static/operations.manifest.json"
+    )
 
 
 def test_documents_build_writes_each_operation_with_the_fragments_it_uses(tmp_path: Path) -> None:
