@@ -21,10 +21,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from graphql_api.api.context import ContextGetter, Services
 from graphql_api.api.schema import build_schema
 from graphql_api.container import Container
-from graphql_api.engine import Engine, EngineConfig
-from graphql_api.settings import Settings
+from graphql_api.engine import Engine, EngineConfig, TrustedDocuments, TrustMode
+from graphql_api.engine.trusted import ManifestError, load_manifests
+from graphql_api.settings import ConfigurationError, Settings
 from graphql_api.web.client_ip import parse_proxies
-from graphql_api.web.client_page import add_client_page
+from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.dispatch import Dispatcher
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
 from graphql_api.web.security_headers import SecurityHeaders
@@ -32,7 +33,10 @@ from graphql_api.web.security_headers import SecurityHeaders
 logger = logging.getLogger("graphql_api")
 
 
-def build_engine(settings: Settings) -> Engine:
+def build_engine(settings: Settings, *, trusted: TrustedDocuments | None = None) -> Engine:
+    """The engine for ``settings``, with the trusted documents their manifests list
+    (``trusted`` instead, to check other manifests). A manifest that does not load, or an
+    entry that fails, is a ``ConfigurationError``: one line, and the service does not start."""
     config = EngineConfig(
         max_depth=settings.max_depth,
         max_aliases=settings.max_aliases,
@@ -45,7 +49,24 @@ def build_engine(settings: Settings) -> Engine:
         compiled=settings.compiled_execution,
         strict=settings.engine_strict,
     )
-    return Engine(build_schema(development=settings.is_development), config)
+    schema = build_schema(development=settings.is_development)
+    try:
+        if trusted is None:
+            trusted = _trusted_documents(settings)
+        return Engine(schema, config, trusted=trusted)
+    except ManifestError as exc:
+        raise ConfigurationError(f"GRAPHQL_API_TRUSTED_DOCUMENTS_FILES: {exc}") from exc
+
+
+def _trusted_documents(settings: Settings) -> TrustedDocuments:
+    mode = TrustMode(settings.trusted_documents_mode)
+    if mode is TrustMode.OFF:
+        return TrustedDocuments(mode)  # ids are refused: no manifest is read
+    files = list(settings.trusted_documents_files)
+    if settings.is_development:
+        # Development serves the reference client at /, which sends its operations by id.
+        files.append(CLIENT_MANIFEST)
+    return TrustedDocuments(mode, load_manifests(files))
 
 
 class App:

@@ -59,6 +59,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         load_signing_keys(settings)
     except KeyFileError as exc:
         sys.exit(f"graphql-api: {exc}")
+    _check_trusted_documents(settings)
     configure_logging()
     if settings.is_development:
         # A development convenience only: production schema changes are an operator's step.
@@ -190,6 +191,74 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- documents: trusted-documents manifests ------------------------------------------
+
+
+def _check_trusted_documents(settings: Settings) -> None:
+    """Load and check the manifests before uvicorn starts, so that a bad entry is one
+    line here rather than a traceback from the app factory in every worker."""
+    from graphql_api.app import build_engine
+
+    try:
+        build_engine(settings)
+    except ConfigurationError as exc:
+        sys.exit(f"graphql-api: {exc}")
+
+
+def cmd_documents(args: argparse.Namespace) -> int:
+    """``check``: a frontend's CI proves its manifests would load here (schema and limits
+    from the current settings). ``build``: a manifest from ``.graphql`` files."""
+    if args.documents_command == "build":
+        return _documents_build(args.paths, args.out)
+    return _documents_check(args.files)
+
+
+def _documents_check(files: list[Path]) -> int:
+    from graphql_api.app import build_engine
+    from graphql_api.engine import TrustedDocuments, TrustMode
+    from graphql_api.engine.trusted import ManifestError, read_manifests
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = "GRAPHQL_API_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
+        sys.exit(f"graphql-api: invalid {name}: {first['msg']}")
+    # No documents of its own: each entry is checked on its own, to report every problem.
+    engine = build_engine(settings, trusted=TrustedDocuments(TrustMode.ALLOW))
+    entries, problems = read_manifests(files)
+    for entry in entries.values():
+        try:
+            engine.verify(entry)
+        except ManifestError as exc:
+            problems.append(exc)
+    for problem in problems:
+        print(f"graphql-api: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(
+        f"{len(entries)} trusted documents in {len(files)} manifest(s) pass the schema and "
+        f"the query limits ({settings.env} settings)"
+    )
+    return 0
+
+
+def _documents_build(paths: list[Path], out: Path) -> int:
+    import json
+
+    from graphql_api.engine.manifest_builder import BuildError, build_manifest
+
+    try:
+        manifest = build_manifest(paths)
+    except BuildError as exc:
+        for problem in exc.problems:
+            print(f"graphql-api: {problem}", file=sys.stderr)
+        return 1
+    out.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    print(f"wrote {out} with {len(manifest)} documents")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -226,6 +295,18 @@ def build_parser() -> argparse.ArgumentParser:
     dev_token = commands.add_parser("dev-token", help="print an access token (development)")
     dev_token.add_argument("email")
     dev_token.set_defaults(func=cmd_dev_token)
+
+    documents = commands.add_parser("documents", help="trusted-documents manifests")
+    documents_commands = documents.add_subparsers(dest="documents_command", required=True)
+    check = documents_commands.add_parser(
+        "check", help="validate manifests against the schema and the query limits"
+    )
+    check.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    check.set_defaults(func=cmd_documents)
+    build = documents_commands.add_parser("build", help="write a manifest from .graphql files")
+    build.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    build.add_argument("--out", required=True, type=Path, metavar="FILE")
+    build.set_defaults(func=cmd_documents)
     return parser
 
 

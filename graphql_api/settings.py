@@ -12,6 +12,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
 CommaList = Annotated[list[str], NoDecode]
+PathList = Annotated[list[Path], NoDecode]
+TrustedDocumentsMode = Literal["off", "allow", "require"]
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 
@@ -78,6 +80,10 @@ class Settings(BaseSettings):
     # Tests: a plan that fails in a way the plan machinery did not expect fails the request.
     engine_strict: bool = False
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Unset: ``allow`` in development (GraphiQL's free-form queries), ``require`` in
+    # production (only the operations the frontends listed ahead of time run).
+    trusted_documents: TrustedDocumentsMode | None = None
+    trusted_documents_files: PathList = []
 
     @field_validator(
         "google_client_ids",
@@ -85,12 +91,20 @@ class Settings(BaseSettings):
         "admin_emails",
         "trusted_proxies",
         "cors_origins",
+        "trusted_documents_files",
         mode="before",
     )
     @classmethod
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_documents", mode="before")
+    @classmethod
+    def _mode_or_unset(cls, value: object) -> object:
+        if isinstance(value, str):
+            return value.strip().lower() or None
         return value
 
     @field_validator("admin_emails", "google_hosted_domains")
@@ -115,6 +129,12 @@ class Settings(BaseSettings):
     def is_development(self) -> bool:
         return self.env == "development"
 
+    @property
+    def trusted_documents_mode(self) -> TrustedDocumentsMode:
+        if self.trusted_documents is not None:
+            return self.trusted_documents
+        return "allow" if self.is_development else "require"
+
     @cached_property
     def login_rate(self) -> RateLimit:
         return RateLimit.parse(self.login_rate_limit)
@@ -134,3 +154,10 @@ class Settings(BaseSettings):
             )
         if not self.google_client_ids:
             raise ConfigurationError("GRAPHQL_API_GOOGLE_CLIENT_IDS is required in production")
+        if self.trusted_documents_mode == "require" and not self.trusted_documents_files:
+            # Refusing beats starting a service that answers every request with an error.
+            raise ConfigurationError(
+                "GRAPHQL_API_TRUSTED_DOCUMENTS_FILES is required in production, where only "
+                "trusted documents run by default (set GRAPHQL_API_TRUSTED_DOCUMENTS=off to "
+                "serve free-form queries)"
+            )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import httpx
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "graphql_api" / "web" / "static"
 
 
 def run(
@@ -51,6 +53,10 @@ def test_export_schema_check_fails_on_drift(tmp_path: Path) -> None:
     [
         ({"GRAPHQL_API_GOOGLE_CLIENT_IDS": "x"}, "GRAPHQL_API_JWT_KEYS_FILE"),
         ({"GRAPHQL_API_JWT_KEYS_FILE": "/nonexistent"}, "GRAPHQL_API_GOOGLE_CLIENT_IDS"),
+        (
+            {"GRAPHQL_API_JWT_KEYS_FILE": "/nonexistent", "GRAPHQL_API_GOOGLE_CLIENT_IDS": "x"},
+            "set GRAPHQL_API_TRUSTED_DOCUMENTS=off to serve free-form queries",
+        ),
     ],
 )
 def test_production_refuses_to_start_and_names_the_missing_setting(
@@ -105,6 +111,7 @@ def test_dev_token_is_refused_in_production(tmp_path: Path) -> None:
         "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
         "GRAPHQL_API_GOOGLE_CLIENT_IDS": "x",
         "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/p.db",
+        "GRAPHQL_API_TRUSTED_DOCUMENTS": "off",
     }
     result = run("dev-token", "a@example.com", env=env)
     assert result.returncode == 1 and result.stdout == ""
@@ -161,3 +168,124 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
         if '"event": "token_refused"' in line
     ]
     assert refused and all(entry["level"] == "INFO" for entry in refused)
+
+
+# --- documents: trusted-documents manifests ------------------------------------------
+
+
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def test_the_committed_reference_client_manifest_is_what_documents_build_writes(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "operations.manifest.json"
+    result = run("documents", "build", str(STATIC / "operations"), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    committed = STATIC / "operations.manifest.json"
+    assert out.read_text() == committed.read_text(), (
+        "run: graphql-api documents build graphql_api/web/static/operations "
+        "--out graphql_api/web/static/operations.manifest.json"
+    )
+
+
+def test_documents_build_writes_each_operation_with_the_fragments_it_uses(tmp_path: Path) -> None:
+    source = tmp_path / "src"
+    (source / "nested").mkdir(parents=True)
+    (source / "me.graphql").write_text(
+        "# comments and layout do not change an id\nquery Me { me { ...UserBits } }\n"
+        "mutation Bye {\n\n  logout }\n"
+    )
+    (source / "nested" / "fragments.graphql").write_text(
+        "fragment UserBits on User { id ...More }\n"
+        "fragment More on User { name }\n"
+        "fragment Unused on User { email }\n"
+    )
+    (source / "notes.txt").write_text("not a document")
+    out = tmp_path / "manifest.json"
+
+    result = run("documents", "build", str(source), "--out", str(out))
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"wrote {out} with 2 documents\n"
+    manifest = json.loads(out.read_text())
+    assert list(manifest) == sorted(manifest)
+    assert all(key == sha256(text) for key, text in manifest.items())
+    assert sorted(manifest.values()) == [
+        "mutation Bye {\n  logout\n}",
+        "query Me {\n  me {\n    ...UserBits\n  }\n}\n\n"
+        "fragment UserBits on User {\n  id\n  ...More\n}\n\n"
+        "fragment More on User {\n  name\n}",
+    ]
+    check = run("documents", "check", str(out))
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.splitlines() == [
+        "2 trusted documents in 1 manifest(s) pass the schema and the query limits "
+        "(development settings)"
+    ]
+
+
+def test_documents_build_refuses_what_cannot_become_a_trusted_document(tmp_path: Path) -> None:
+    first, second = tmp_path / "a.graphql", tmp_path / "b.graphql"
+    first.write_text("query Me { me { id } }\n{ me { name } }\nquery Page { me { ...Missing } }\n")
+    second.write_text("query Me { me { email } }\n")
+    out = tmp_path / "manifest.json"
+
+    result = run("documents", "build", str(first), str(second), "--out", str(out))
+
+    assert result.returncode == 1 and not out.exists()
+    assert result.stderr.splitlines() == [
+        f"graphql-api: {first}: an anonymous query (line 2): every operation needs a name",
+        f"graphql-api: {second}: operation Me (line 1) is also defined in {first}",
+        f"graphql-api: {first}: operation Page uses fragment Missing, which no file defines",
+    ]
+
+
+def test_documents_check_names_every_problem_on_its_own_line(tmp_path: Path) -> None:
+    good = "query Me { me { id } }"
+    tampered = "query Name { me { name } }"
+    unknown_field = "query Secret { me { passwordHash } }"
+    too_deep = "query Deep { me { categories { edges { node { id } } } } }"
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(
+        json.dumps(
+            {
+                sha256(good): good,
+                sha256(tampered): tampered.replace("name", "email"),
+                sha256(unknown_field): unknown_field,
+                sha256(too_deep): too_deep,
+            }
+        )
+    )
+    missing = tmp_path / "missing.json"
+
+    result = run(
+        "documents", "check", str(manifest), str(missing), env={"GRAPHQL_API_MAX_DEPTH": "3"}
+    )
+
+    assert result.returncode == 1 and result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 4, result.stderr
+    assert lines[0].startswith(f"graphql-api: {manifest}: entry {sha256(tampered)}: the id is not")
+    assert lines[1] == f"graphql-api: {missing}: cannot be read (No such file or directory)"
+    assert lines[2].startswith(f"graphql-api: {manifest}: entry {sha256(unknown_field)}: Cannot")
+    assert lines[3].startswith(f"graphql-api: {manifest}: entry {sha256(too_deep)}: ")
+
+
+def test_serve_refuses_a_manifest_that_does_not_load_with_one_line(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps({sha256("query A { me { id } }"): "query A { me { nope } }"}))
+    env = {
+        "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/serve.db",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+        "GRAPHQL_API_TRUSTED_DOCUMENTS_FILES": str(manifest),
+    }
+    result = run("serve", "--port", "1", env=env)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"graphql-api: GRAPHQL_API_TRUSTED_DOCUMENTS_FILES: {manifest}: ")
+    assert "the id is not the SHA-256 of the text" in lines[0]

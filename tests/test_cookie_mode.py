@@ -96,7 +96,9 @@ async def test_login_without_the_header_returns_the_refresh_token_in_the_body_an
 class TestInProduction:
     @pytest.fixture
     async def production(self, app_client: Any, keys_file: Path) -> GraphQLClient:
-        client: GraphQLClient = await app_client(env="production", jwt_keys_file=keys_file)
+        client: GraphQLClient = await app_client(
+            env="production", jwt_keys_file=keys_file, trusted_documents="off"
+        )
         return client
 
     async def test_the_cookie_is_secure(

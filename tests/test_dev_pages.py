@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import socket
 import subprocess
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from graphql_api.web.client_page import CLIENT_CSP, STATIC_DIR
+from graphql_api.web.client_page import CLIENT_CSP, CLIENT_MANIFEST, STATIC_DIR
 from graphql_api.web.graphiql import GRAPHIQL_CSP
 from tests.conftest import GraphQLClient
 from tests.fake_google import CLIENT_ID
@@ -74,13 +75,23 @@ async def test_the_client_page_assets_and_config_are_served(anonymous: GraphQLCl
             "application/javascript",
         }
     assert (await anonymous.http.get("/static/style.css")).status_code == 200
+    # The page's trusted documents: it maps its operation names to their ids.
+    manifest = await anonymous.http.get("/static/operations.manifest.json")
+    assert manifest.headers["content-type"] == "application/json"
+    assert manifest.json() == json.loads(CLIENT_MANIFEST.read_text())
     config = await anonymous.http.get("/client-config.json")
     assert config.json() == {"googleClientId": CLIENT_ID, "graphqlPath": "/graphql"}
     assert config.headers["cache-control"] == "no-store"
 
 
 @pytest.mark.parametrize(
-    "path", ["/static/index.html", "/static/..%2fclient_page.py", "/static/nothing.js"]
+    "path",
+    [
+        "/static/index.html",
+        "/static/..%2fclient_page.py",
+        "/static/nothing.js",
+        "/static/operations/auth.graphql",
+    ],
 )
 async def test_only_the_listed_assets_are_reachable(anonymous: GraphQLClient, path: str) -> None:
     assert (await anonymous.http.get(path)).status_code == 404
@@ -95,7 +106,9 @@ async def test_without_google_client_ids_the_config_says_so(app_client: Any) -> 
 class TestInProduction:
     @pytest.fixture
     async def production(self, app_client: Any, keys_file: Path) -> GraphQLClient:
-        client: GraphQLClient = await app_client(env="production", jwt_keys_file=keys_file)
+        client: GraphQLClient = await app_client(
+            env="production", jwt_keys_file=keys_file, trusted_documents="off"
+        )
         return client
 
     async def test_get_graphql_serves_no_graphiql(self, production: GraphQLClient) -> None:
@@ -137,6 +150,7 @@ def test_serve_prints_no_graphiql_or_dev_token_in_production(
             "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
             "GRAPHQL_API_JWT_KEYS_FILE": str(keys_file),
             "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "GRAPHQL_API_TRUSTED_DOCUMENTS": "off",
         },
         tmp_path,
     )

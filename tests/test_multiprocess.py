@@ -77,6 +77,7 @@ def start(
             # Each test sends its own X-Forwarded-For, so runs never share a counter.
             "TRUSTED_PROXIES": "127.0.0.1",
             "DB_POOL_SIZE": "2",
+            "TRUSTED_DOCUMENTS": "off",
         }
         process = LiveServer.start(settings=settings, log_dir=logs)
         processes.append(process)

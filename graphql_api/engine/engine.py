@@ -2,12 +2,15 @@
 
 Transports (HTTP, WebSocket) hand it a ``GraphQLRequest`` and the context their context
 getter built; it resolves trusted document ids, parses and validates once per text (with
-the query limits first), then runs the operation. Read-only queries run from a compiled
-plan (``plans.py``) when one exists; everything else, and every plan that cannot finish
-(an error to report, a null where the schema says non-null), runs through Strawberry's
-own executor, the reference path, with a renewed context. Every such fallback is counted
-by reason; in strict mode (the test suite) a fallback the plan machinery did not expect
-fails the request instead of hiding a bug.
+the query limits first), then runs the operation. Trusted documents are parsed, validated
+and planned once, when the engine is built: a manifest entry that fails stops the start.
+
+Read-only queries run from a compiled plan (``plans.py``) when one exists; everything
+else, and every plan that cannot finish (an error to report, a null where the schema
+says non-null), runs through Strawberry's own executor, the reference path, with a
+renewed context. Every such fallback is counted by reason; in strict mode (the test
+suite) a fallback the plan machinery did not expect fails the request instead of hiding
+a bug.
 
 Errors come out mapped to the contract's codes (``errors.py``), whichever path ran.
 """
@@ -23,10 +26,12 @@ from typing import Any
 import strawberry
 from graphql import (
     ASTValidationRule,
+    DocumentNode,
     GraphQLError,
     GraphQLSyntaxError,
     MaxIntrospectionDepthRule,
     NoSchemaIntrospectionCustomRule,
+    OperationDefinitionNode,
     OperationType,
     parse,
     specified_rules,
@@ -59,12 +64,13 @@ from graphql_api.engine.plans import (
     FallbackReason,
     Plan,
     PlanCache,
+    condition_variables,
     plain_attribute,
     prefetched_attribute,
     select_operation,
 )
 from graphql_api.engine.request import GraphQLRequest
-from graphql_api.engine.trusted import TrustedDocuments, TrustMode
+from graphql_api.engine.trusted import TrustedDocuments, TrustedEntry, TrustMode, error_line
 
 logger = logging.getLogger("graphql_api.engine")
 
@@ -201,6 +207,45 @@ class Engine:
                 extra={"event": "plans_disabled"},
             )
         self.stats = EngineStats()
+        for entry in self.trusted.entries.values():
+            verdict = self.verify(entry)
+            self.documents.pin(entry.text, verdict)
+            self._precompile(entry.text, verdict.document)
+
+    # --- trusted documents ----------------------------------------------------------
+
+    def verify(self, entry: TrustedEntry) -> CachedDocument:
+        """The verdict on a trusted document as a request would get it: its id, its parse
+        (token limit included), Apollo's stated name and type, then every rule and query
+        limit. Raises ``ManifestError``: a document that would fail every request must
+        stop the start, not wait for its first user."""
+        entry.check_id()
+        try:
+            document = parse(entry.text, max_tokens=self.config.max_tokens)
+        except GraphQLSyntaxError as error:
+            raise entry.problem(f"does not parse: {error_line(error)}") from error
+        entry.check_operation(document)
+        verdict = self.documents.check(self.graphql_schema, document)
+        if verdict.errors:
+            raise entry.problem("; ".join(error_line(error) for error in verdict.errors[:3]))
+        return verdict
+
+    def _precompile(self, query: str, document: DocumentNode) -> None:
+        """Plan each query of a trusted document now, so its first request runs from one.
+        Documents whose ``@include``/``@skip`` read variables have a plan per combination
+        of values: those compile on first use."""
+        if self.plans is None or condition_variables(document):
+            return
+        for definition in document.definitions:
+            if (
+                isinstance(definition, OperationDefinitionNode)
+                and definition.operation is OperationType.QUERY
+            ):
+                name = definition.name.value if definition.name else None
+                try:
+                    self.plans.get(query, name, document)
+                except Exception as exc:
+                    self._unexpected(exc)
 
     # --- requests -----------------------------------------------------------------
 
@@ -209,10 +254,19 @@ class Engine:
         free-form query where only trusted documents run), before any parsing, and before
         the transport spends anything on its context."""
         resolved = self._document_text(request)
-        return resolved if isinstance(resolved, Result) else None
+        if isinstance(resolved, Result):
+            resolved.document_id = request.document_id
+            return resolved
+        return None
 
     async def execute(self, request: GraphQLRequest, context: Any) -> Result:
         """Run a query or mutation (HTTP's operations)."""
+        result = await self._execute(request, context)
+        # Metrics and logs name the document on every path, refusals included.
+        result.document_id = request.document_id
+        return result
+
+    async def _execute(self, request: GraphQLRequest, context: Any) -> Result:
         resolved = self._document_text(request)
         if isinstance(resolved, Result):
             return resolved
@@ -222,16 +276,17 @@ class Engine:
         entry = self._entry(query)
         if isinstance(entry, Result):
             return entry
-        meta: dict[str, Any] = {"document_id": request.document_id}
         if entry.errors:
-            return self._result(None, list(entry.errors), context, **meta)
+            return self._result(None, list(entry.errors), context)
         operation = select_operation(entry.document, request.operation_name)
         if operation is None:
             if request.operation_name is None:
-                return self._result(None, [GraphQLError(MULTIPLE_OPERATIONS)], context, **meta)
+                return self._result(None, [GraphQLError(MULTIPLE_OPERATIONS)], context)
             return refusal(CANNOT_RUN, "BAD_USER_INPUT")
-        meta["operation_type"] = operation.operation.value
-        meta["operation_name"] = operation.name.value if operation.name else None
+        meta: dict[str, Any] = {
+            "operation_type": operation.operation.value,
+            "operation_name": operation.name.value if operation.name else None,
+        }
         if operation.operation not in HTTP_OPERATIONS:
             result = refusal(CANNOT_RUN, "BAD_USER_INPUT")
             result.operation_type = operation.operation.value
@@ -246,27 +301,34 @@ class Engine:
         result = await self._strawberry(query, request, context)
         result.operation_type = meta["operation_type"]
         result.operation_name = meta["operation_name"]
-        result.document_id = request.document_id
         return result
 
     def _document_text(self, request: GraphQLRequest) -> str | Result:
-        """The text to run, or the refusal of a request that names no runnable document."""
+        """The text to run, or the refusal of a request that names no runnable document.
+
+        Nothing here parses: under ``require`` a free-form query costs a dictionary lookup,
+        whatever it holds. ``GraphQLRequest`` has already checked that a query sent with
+        an id is the text the id names.
+        """
         mode = self.trusted.mode
         if request.document_id is not None:
+            text = self.trusted.get(request.document_id) if mode is not TrustMode.OFF else None
+            if text is not None:
+                return text
+            if request.query is not None and mode is not TrustMode.REQUIRE:
+                # The client sent the text as well (Apollo's automatic persisted queries
+                # retry this way): it runs as the free-form query it is, and is not
+                # registered under its id.
+                return request.query
             if mode is TrustMode.OFF:
                 return refusal(
-                    "This service does not run trusted documents; send the query.",
+                    "This service runs no trusted documents: send the query.",
                     "PERSISTED_QUERY_NOT_FOUND",
                 )
-            text = self.trusted.get(request.document_id)
-            if text is None:
-                return refusal(
-                    "Unknown document id; documents are not registered at run time.",
-                    "PERSISTED_QUERY_NOT_FOUND",
-                )
-            if request.query is not None and request.query != text:
-                return refusal("query does not match the document the id names.", "BAD_USER_INPUT")
-            return text
+            return refusal(
+                "Unknown document id; documents are not registered at run time.",
+                "PERSISTED_QUERY_NOT_FOUND",
+            )
         if mode is TrustMode.REQUIRE:
             return refusal(
                 "Only trusted documents run here: send a documentId.",
@@ -305,7 +367,10 @@ class Engine:
             self.stats.fallback(reason)
             return None
         try:
-            found = self.plans.get(query, request.operation_name, entry.document, variables)
+            # Keyed by the operation's own name: a request that names the only operation
+            # and one that does not share a plan (the one compiled at start-up).
+            name = operation.name.value if operation.name else None
+            found = self.plans.get(query, name, entry.document, variables)
         except Exception as exc:
             self._unexpected(exc)
             return None

@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from graphql_api.engine.trusted import document_id as hash_of
+
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 DOCUMENT_ID_PREFIX = "sha256:"
 
@@ -52,6 +54,9 @@ class GraphQLRequest:
         document_id = _document_id(payload)
         if document_id is None and (query is None or not query.strip()):
             raise RequestError("The request has no query.")
+        if document_id is not None and query and hash_of(query) != document_id:
+            # Otherwise logs and metrics would name one document while another ran.
+            raise RequestError("query is not the document its id names (SHA-256 of the text).")
         return cls(
             query=query if query else None,
             variables=variables,

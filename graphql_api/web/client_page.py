@@ -13,7 +13,10 @@ if TYPE_CHECKING:
     from graphql_api.settings import Settings
 
 STATIC_DIR = Path(__file__).parent / "static"
-ASSETS = frozenset({"app.js", "graphql-client.js", "style.css"})
+# The page's operations, built from static/operations/*.graphql by `graphql-api documents
+# build`: the page sends their ids, and development trusts them (see app.build_engine).
+CLIENT_MANIFEST = STATIC_DIR / "operations.manifest.json"
+ASSETS = frozenset({"app.js", "graphql-client.js", "style.css", CLIENT_MANIFEST.name})
 GSI_CLIENT = "https://accounts.google.com/gsi/client"
 
 # Only our own files run; Google Identity Services is the one outside script, and its

@@ -40,6 +40,8 @@ def production_settings(database_url: str, keys_file: Path, **overrides: object)
         "jwt_keys_file": keys_file,
         "google_client_ids": [CLIENT_ID],
         "access_token_ttl": TOKEN_TTL,
+        # The workloads send their documents as free-form queries, like the other servers.
+        "trusted_documents": "off",
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]

@@ -1,7 +1,10 @@
 """Browser-test fixtures: the service served for real, and Debian's Chromium under Playwright.
 
 The service runs as ``python -m graphql_api serve`` in a subprocess on a free 127.0.0.1
-port (development, SQLite, the fake Google issuer). Chromium is the system package
+port (development by default, SQLite, the fake Google issuer). A production server serves
+no reference page: ``serve_reference_page`` has the browser context answer the page's own
+URLs from the same files, with the same headers, so that the page, its origin, its
+requests and its cookies are those of a real deployment. Chromium is the system package
 (``/usr/bin/chromium``, installed by ``scripts/ensure-chromium``); Playwright's own browser
 download is never used. Without Chromium or Playwright these tests skip, and fail under
 CI=true.
@@ -9,6 +12,7 @@ CI=true.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,12 +21,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from graphql_api.web.client_page import ASSETS, PAGE_HEADERS, STATIC_DIR
 from tests.conftest import IN_CI
 from tests.fake_google import CLIENT_ID, FakeGoogle
 from tests.live_server import COMMAND, LiveServer, environment
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser
+    from playwright.async_api import Browser, BrowserContext, Route
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -114,3 +119,43 @@ def page_errors(page: Any) -> list[str]:
         ),
     )
     return errors
+
+
+async def serve_reference_page(
+    context: BrowserContext, server: LiveServer, *, google_client_id: str | None
+) -> None:
+    """Answer ``/``, ``/static/<asset>`` and ``/client-config.json`` of ``server`` as
+    development's ``web/client_page.py`` does; everything else reaches the server."""
+    types = {".js": "text/javascript", ".css": "text/css", ".json": "application/json"}
+
+    async def index(route: Route) -> None:
+        await route.fulfill(
+            status=200,
+            path=STATIC_DIR / "index.html",
+            content_type="text/html; charset=utf-8",
+            headers=PAGE_HEADERS,
+        )
+
+    async def asset(route: Route) -> None:
+        name = route.request.url.rsplit("/", 1)[1]
+        if name not in ASSETS:
+            await route.fulfill(status=404)
+            return
+        await route.fulfill(
+            status=200,
+            path=STATIC_DIR / name,
+            content_type=types[Path(name).suffix],
+            headers={"cache-control": "no-cache"},
+        )
+
+    async def config(route: Route) -> None:
+        await route.fulfill(
+            status=200,
+            content_type="application/json",
+            body=json.dumps({"googleClientId": google_client_id, "graphqlPath": "/graphql"}),
+            headers={"cache-control": "no-store"},
+        )
+
+    await context.route(f"{server.url}/", index)
+    await context.route(f"{server.url}/static/*", asset)
+    await context.route(f"{server.url}/client-config.json", config)

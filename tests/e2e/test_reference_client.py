@@ -1,5 +1,8 @@
 """The reference client page in a real browser: what a person sees and what the page sends.
 
+The server runs as in production, under ``TRUSTED_DOCUMENTS=require`` with the page's
+own manifest (``web/static/operations.manifest.json``): the page works by sending ids
+only. Production serves no page, so the test serves the page's files (``conftest``).
 Google Identity Services is replaced by a stub script (served for its real URL through
 Playwright's router) whose button hands the page an ID token minted by the fake issuer,
 carrying the nonce the page gave to ``initialize``. Everything else is real: the served
@@ -9,17 +12,23 @@ app, the HTTP requests, the HttpOnly cookie, token expiry.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from tests.conftest import LOGIN
-from tests.e2e.conftest import ACCESS_TOKEN_TTL, page_errors, results_dir
-from tests.fake_google import FakeGoogle
+from graphql_api.web.client_page import CLIENT_MANIFEST
+from tests.e2e.conftest import (
+    ACCESS_TOKEN_TTL,
+    page_errors,
+    results_dir,
+    serve_reference_page,
+)
+from tests.fake_google import CLIENT_ID, FakeGoogle
 from tests.live_server import LiveServer
 
 if TYPE_CHECKING:
@@ -48,28 +57,46 @@ AVATAR = (
     ' fill="#7c3aed"/><text x="16" y="22" font-size="16" text-anchor="middle" fill="#fff"'
     ' font-family="sans-serif">A</text></svg>'
 )
-ADA = {"sub": "e2e-ada", "email": "ada@example.com", "name": "Ada Lovelace"}
-OLIVIA = {"sub": "e2e-olivia", "email": "olivia@example.com", "name": "Olivia Other"}
+ADA: dict[str, Any] = {"sub": "e2e-ada", "email": "ada@example.com", "name": "Ada Lovelace"}
+OLIVIA: dict[str, Any] = {
+    "sub": "e2e-olivia",
+    "email": "olivia@example.com",
+    "name": "Olivia Other",
+}
 OTHER_DEVICE = "Ada's phone (e2e)"
 PER_USER = 12  # with a page size of 10: three pages of categories in all
-CREATE = "mutation($name: String!) { createCategory(input: {name: $name}) { id } }"
-OPERATION = re.compile(r"^\s*(?:query|mutation)\s+(\w+)")
+OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+(\w+)")
+# The page's operations: name -> documentId, read from its manifest as the page reads it.
+
+
+def _operation_name(text: str) -> str:
+    match = OPERATION.match(text)
+    assert match is not None, text
+    return match.group(1)
+
+
+DOCUMENTS = {
+    _operation_name(text): f"sha256:{key}"
+    for key, text in json.loads(CLIENT_MANIFEST.read_text()).items()
+}
+
+
+def by_id(operation: str, variables: dict[str, object]) -> dict[str, object]:
+    return {"documentId": DOCUMENTS[operation], "variables": variables}
 
 
 async def _seed_user(
-    server: LiveServer, google: FakeGoogle, who: dict[str, str], user_agent: str
+    server: LiveServer, google: FakeGoogle, who: dict[str, Any], user_agent: str
 ) -> str:
     """Sign ``who`` in over HTTP (bearer mode) and give them PER_USER categories."""
     first_name = who["name"].split()[0]
     async with httpx.AsyncClient(base_url=server.url, headers={"user-agent": user_agent}) as http:
-        login = await http.post(
-            "/graphql", json={"query": LOGIN, "variables": {"idToken": google.mint(**who)}}
-        )
+        login = await http.post("/graphql", json=by_id("Login", {"idToken": google.mint(**who)}))
         token: str = login.json()["data"]["googleLogin"]["accessToken"]
         for n in range(1, PER_USER + 1):
             response = await http.post(
                 "/graphql",
-                json={"query": CREATE, "variables": {"name": f"{first_name}'s {n:02}"}},
+                json=by_id("CreateCategory", {"input": {"name": f"{first_name}'s {n:02}"}}),
                 headers={"authorization": f"Bearer {token}"},
             )
             assert "errors" not in response.json(), response.text
@@ -78,12 +105,23 @@ async def _seed_user(
 
 @pytest.fixture(scope="module")
 def server(serve: Callable[..., LiveServer]) -> LiveServer:
+    """Production, where only the page's own operations run."""
+    return serve(
+        ENV="production",
+        TRUSTED_DOCUMENTS="require",
+        TRUSTED_DOCUMENTS_FILES=str(CLIENT_MANIFEST),
+    )
+
+
+@pytest.fixture(scope="module")
+def development(serve: Callable[..., LiveServer]) -> LiveServer:
     return serve()
 
 
 @pytest.fixture
 async def page(browser: Browser, server: LiveServer) -> AsyncIterator[Page]:
     context = await browser.new_context(base_url=server.url)
+    await serve_reference_page(context, server, google_client_id=CLIENT_ID)
     # Nothing leaves the machine: any request not for the server is refused...
     await context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
     # ...but the profile picture, which comes from Google's image host...
@@ -105,9 +143,14 @@ async def page(browser: Browser, server: LiveServer) -> AsyncIterator[Page]:
         await context.close()
 
 
+def _body(request: Request) -> dict[str, Any]:
+    body = request.post_data_json
+    assert isinstance(body, dict), body
+    return body
+
+
 def _operation(request: Request) -> str:
-    match = OPERATION.match(request.post_data_json["query"])
-    return match.group(1) if match else "?"
+    return str(_body(request).get("operationName", "?"))
 
 
 class GraphQLLog:
@@ -151,6 +194,11 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
 ) -> None:
     from playwright.async_api import expect
 
+    # Only trusted documents run: a free-form query is refused before it is read.
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        free_form = await http.post("/graphql", json={"query": "{ __typename }"})
+    assert free_form.status_code == 400
+    assert free_form.json()["errors"][0]["extensions"]["code"] == "TRUSTED_DOCUMENT_REQUIRED"
     await _seed_user(server, fake_google, OLIVIA, "Olivia's laptop (e2e)")
     other_device_token = await _seed_user(server, fake_google, ADA, OTHER_DEVICE)
     nonces: list[str | None] = []
@@ -173,8 +221,8 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
     await expect(page.locator("#user-email")).to_have_text("ada@example.com")
     await expect(page.locator("#notice")).to_have_text("Signed in as ada@example.com.")
     assert len(nonces) == 1 and nonces[0] and len(nonces[0]) >= 16
-    login = [r for r in log.requests if "googleLogin" in r.post_data_json["query"]]
-    assert login[0].post_data_json["variables"]["nonce"] == nonces[0]
+    login = [r for r in log.requests if _operation(r) == "Login"]
+    assert _body(login[0])["variables"]["nonce"] == nonces[0]
     assert login[0].headers["x-refresh-token-transport"] == "cookie"
 
     # Cursor paging through 24 categories, 10 a page.
@@ -284,7 +332,7 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
         me = (
             await http.post(
                 "/graphql",
-                json={"query": "{ me { id } }"},
+                json=by_id("MySessions", {}),
                 headers={"authorization": f"Bearer {other_device_token}"},
             )
         ).json()
@@ -308,6 +356,12 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
     await page.reload()
     await expect(sign_in).to_be_visible()
     assert errors == []
+    # Every call named a trusted document by id; no GraphQL text ever left the page.
+    bodies = [_body(request) for request in log.requests]
+    assert len(bodies) > 20
+    for body in bodies:
+        assert set(body) == {"documentId", "variables", "operationName"}, body
+        assert body["documentId"] == DOCUMENTS[body["operationName"]]
 
 
 async def test_without_google_client_ids_the_page_says_what_to_set(
@@ -315,14 +369,16 @@ async def test_without_google_client_ids_the_page_says_what_to_set(
 ) -> None:
     from playwright.async_api import expect
 
-    server = serve(GOOGLE_CLIENT_IDS="")
+    server = serve(GOOGLE_CLIENT_IDS="")  # development: the service serves the page itself
     context = await browser.new_context(base_url=server.url)
     requested: list[str] = []
     context.on("request", lambda request: requested.append(request.url))
     try:
         page = await context.new_page()
         errors = page_errors(page)
-        await page.goto("/")
+        graphql = page.expect_request_finished(lambda request: request.url.endswith("/graphql"))
+        async with graphql as first_call:
+            await page.goto("/")
         setup = page.locator("#setup")
         await expect(setup).to_be_visible()
         await expect(setup).to_contain_text("GRAPHQL_API_GOOGLE_CLIENT_IDS")
@@ -330,14 +386,21 @@ async def test_without_google_client_ids_the_page_says_what_to_set(
         await expect(page.locator("#page-origin")).to_have_text(server.url)
         assert not any("accounts.google.com" in url for url in requested)
         assert errors == []
+        # Development trusts the page's manifest: its id is known (no refresh cookie yet).
+        refresh = await first_call.value
+        assert _operation(refresh) == "Refresh"
+        response = await refresh.response()
+        assert response is not None
+        answer = await response.json()
+        assert [e["extensions"]["code"] for e in answer["errors"]] == ["UNAUTHENTICATED"]
     finally:
         await context.close()
 
 
 def test_serve_prints_the_reference_page_graphiql_and_the_dev_token_command(
-    server: LiveServer,
+    development: LiveServer,
 ) -> None:
-    output = server.output()
-    assert f"Reference client: {server.url}/" in output
-    assert f"GraphiQL:         {server.url}/graphql" in output
+    output = development.output()
+    assert f"Reference client: {development.url}/" in output
+    assert f"GraphiQL:         {development.url}/graphql" in output
     assert "graphql-api dev-token you@example.com" in output

@@ -79,6 +79,7 @@ def assert_no_internals(text: str) -> None:
 
 @pytest.fixture
 async def production_client(app_client: AppClient, keys_file: Path) -> GraphQLClient:
-    """An anonymous client of the app built with production settings. Free-form queries
-    are what these attacks send, so trusted documents are off."""
-    return await app_client(env="production", jwt_keys_file=keys_file)
+    """An anonymous client of the app built with production settings, serving free-form
+    queries (the attacks here are documents; tests/security/test_trusted_documents.py
+    plays them against ``require``)."""
+    return await app_client(env="production", jwt_keys_file=keys_file, trusted_documents="off")

@@ -25,6 +25,7 @@ async def test_a_forged_first_header_line_does_not_choose_the_rate_limit_key(
     settings = {
         "env": "production",
         "jwt_keys_file": keys_file,
+        "trusted_documents": "off",
         "trusted_proxies": [PROXY],
         "login_rate_limit": "3/minute",
     }

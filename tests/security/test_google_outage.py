@@ -42,6 +42,7 @@ def production(app_client: AppClient, keys_file: Path) -> Any:
         return app_client(
             env="production",
             jwt_keys_file=keys_file,
+            trusted_documents="off",
             google_certs_url=certs_url,
             google_certs_timeout=DEADLINE,
         )

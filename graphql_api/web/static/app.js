@@ -1,5 +1,6 @@
 // The reference client: Google sign-in, categories with cursor paging, sessions, logout.
-// Every GraphQL call goes through graphql() from graphql-client.js.
+// Every GraphQL call goes through graphql() from graphql-client.js, by operation name:
+// the operations are in operations/*.graphql, and only their ids travel.
 import {
   GraphQLRequestError,
   graphql,
@@ -9,30 +10,6 @@ import {
 
 const GSI_CLIENT = "https://accounts.google.com/gsi/client";
 const PAGE_SIZE = 10;
-const USER = "id name email role pictureUrl";
-const CATEGORY = "id name description owner { id name }";
-
-const LOGIN = `mutation Login($idToken: String!, $nonce: String) {
-  googleLogin(idToken: $idToken, nonce: $nonce) { accessToken expiresIn user { ${USER} } }
-}`;
-const CATEGORIES = `query Categories($first: Int!, $after: String) {
-  categories(first: $first, after: $after) {
-    edges { node { ${CATEGORY} } }
-    pageInfo { hasNextPage endCursor }
-  }
-}`;
-const CREATE = `mutation CreateCategory($input: CreateCategoryInput!) {
-  createCategory(input: $input) { ${CATEGORY} }
-}`;
-const RENAME = `mutation RenameCategory($id: ID!, $name: String!) {
-  updateCategory(id: $id, input: { name: $name }) { ${CATEGORY} }
-}`;
-const DELETE = `mutation DeleteCategory($id: ID!) { deleteCategory(id: $id) }`;
-const SESSIONS = `query MySessions {
-  mySessions { id createdAt lastUsedAt userAgent current }
-}`;
-const REVOKE = `mutation RevokeSession($id: ID!) { revokeSession(id: $id) }`;
-const LOGOUT = `mutation Logout { logout }`;
 
 const $ = (id) => document.getElementById(id);
 const state = { config: null, user: null, nonce: null, cursors: [null], page: 0 };
@@ -55,6 +32,9 @@ function describe(error) {
       return `Please check your input: ${error.message}`;
     case "RATE_LIMITED":
       return `Too many requests. Try again in ${error.extensions.retryAfter ?? "a few"} seconds.`;
+    case "PERSISTED_QUERY_NOT_FOUND":
+      // The service no longer knows this page's operations: a newer version is deployed.
+      return "This page is out of date. Please reload it.";
     default:
       return "Something went wrong on the server. Please try again.";
   }
@@ -130,7 +110,7 @@ async function showSignedOut() {
 
 async function onGoogleCredential(response) {
   try {
-    const data = await graphql(LOGIN, { idToken: response.credential, nonce: state.nonce });
+    const data = await graphql("Login", { idToken: response.credential, nonce: state.nonce });
     setAccessToken(data.googleLogin.accessToken);
     notify(`Signed in as ${data.googleLogin.user.email}.`);
     await showSignedIn(data.googleLogin.user);
@@ -158,7 +138,7 @@ async function showSignedIn(user) {
 
 async function logout() {
   try {
-    await graphql(LOGOUT); // ends the session and clears the refresh cookie
+    await graphql("Logout"); // ends the session and clears the refresh cookie
     window.google?.accounts?.id?.disableAutoSelect();
     notify("Signed out.");
   } catch (error) {
@@ -171,7 +151,7 @@ async function logout() {
 
 async function loadCategories() {
   try {
-    const data = await graphql(CATEGORIES, { first: PAGE_SIZE, after: state.cursors[state.page] });
+    const data = await graphql("Categories", { first: PAGE_SIZE, after: state.cursors[state.page] });
     const { edges, pageInfo } = data.categories;
     if (pageInfo.hasNextPage) state.cursors[state.page + 1] = pageInfo.endCursor;
     else state.cursors.length = state.page + 1;
@@ -213,7 +193,7 @@ function editCategory(item, category) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     try {
-      const data = await graphql(RENAME, { id: category.id, name: input.value });
+      const data = await graphql("RenameCategory", { id: category.id, name: input.value });
       item.replaceWith(categoryItem(data.updateCategory));
       notify(`Renamed “${category.name}” to “${data.updateCategory.name}”.`);
     } catch (error) {
@@ -226,7 +206,7 @@ function editCategory(item, category) {
 
 async function deleteCategory(item, category) {
   try {
-    await graphql(DELETE, { id: category.id });
+    await graphql("DeleteCategory", { id: category.id });
     item.remove();
     notify(`Deleted “${category.name}”.`);
   } catch (error) {
@@ -239,7 +219,7 @@ async function createCategory(event) {
   const form = event.currentTarget;
   const description = $("new-description").value.trim();
   try {
-    const data = await graphql(CREATE, {
+    const data = await graphql("CreateCategory", {
       input: { name: $("new-name").value, description: description || null },
     });
     // New categories sort last; show this one on top of the current page until the next load.
@@ -261,7 +241,7 @@ function turnPage(step) {
 
 async function loadSessions() {
   try {
-    const data = await graphql(SESSIONS);
+    const data = await graphql("MySessions");
     $("session-list").replaceChildren(...data.mySessions.map(sessionItem));
   } catch (error) {
     fail(error);
@@ -284,7 +264,7 @@ function sessionItem(session) {
     const revoke = el("button", { type: "button" }, "Revoke");
     revoke.addEventListener("click", async () => {
       try {
-        await graphql(REVOKE, { id: session.id });
+        await graphql("RevokeSession", { id: session.id });
         notify("Session revoked: that device is signed out.");
         await loadSessions();
       } catch (error) {

@@ -9,17 +9,23 @@
 //   Scripts cannot read it; the browser sends it only to /graphql.
 // Reloading the page forgets the access token; refreshAccessToken() gets a new one from
 // the cookie (that is how the page resumes a session).
+//
+// Trusted documents: the page never sends GraphQL text. Its operations live in
+// operations/*.graphql; `graphql-api documents build operations --out
+// operations.manifest.json` lists them by SHA-256, the service loads that manifest
+// (GRAPHQL_API_TRUSTED_DOCUMENTS_FILES) and, in production, runs nothing else. Calls
+// name an operation; the request carries its id: {documentId: "sha256:<hex>"}.
 
 // Another origin? Use its full URL, list your origin in the service's CORS_ORIGINS, and
 // set CREDENTIALS to "include" (the cookie is SameSite=Strict: same site only).
 const ENDPOINT = "/graphql";
 const CREDENTIALS = "same-origin";
-const REFRESH = `mutation Refresh {
-  refreshToken { accessToken expiresIn user { id name email role pictureUrl } }
-}`;
+const MANIFEST = "/static/operations.manifest.json"; // or import it, with a bundler
+const OPERATION = /^\s*(?:query|mutation|subscription)\s+([_A-Za-z][_0-9A-Za-z]*)/;
 
 let accessToken = null;
 let refreshing = null; // the one refresh in flight, shared by every caller
+let documentIds = null; // operation name -> "sha256:<hex>", from the manifest, loaded once
 
 /** A GraphQL error answer; `code` is the contract's errors[0].extensions.code. */
 export class GraphQLRequestError extends Error {
@@ -33,17 +39,18 @@ export class GraphQLRequestError extends Error {
 }
 
 /**
- * Run a query or mutation and resolve to its `data`; reject with GraphQLRequestError.
- * An UNAUTHENTICATED answer to a signed-in call refreshes the access token once (a single
- * refresh shared by concurrent callers) and retries the call once.
+ * Run the operation named `operationName` (from operations/*.graphql) and resolve to its
+ * `data`; reject with GraphQLRequestError. An UNAUTHENTICATED answer to a signed-in call
+ * refreshes the access token once (a single refresh shared by concurrent callers) and
+ * retries the call once.
  */
-export async function graphql(query, variables = {}) {
+export async function graphql(operationName, variables = {}) {
   const sentWith = accessToken;
-  let body = await post(query, variables, sentWith);
+  let body = await post(operationName, variables, sentWith);
   if (sentWith && isUnauthenticated(body)) {
     // Someone else may have refreshed while this call was in flight: then just retry.
     if (accessToken === sentWith) await refreshAccessToken();
-    body = await post(query, variables, accessToken);
+    body = await post(operationName, variables, accessToken);
   }
   if (body.errors?.length) throw new GraphQLRequestError(body.errors);
   return body.data;
@@ -51,7 +58,7 @@ export async function graphql(query, variables = {}) {
 
 /** Exchange the refresh cookie for a new access token: one request however many callers. */
 export function refreshAccessToken() {
-  refreshing ??= post(REFRESH, {}, null)
+  refreshing ??= post("Refresh", {}, null)
     .then((body) => {
       if (body.errors?.length) {
         accessToken = null; // the session is over: sign in again
@@ -75,7 +82,31 @@ function isUnauthenticated(body) {
   return (body.errors ?? []).some((e) => e.extensions?.code === "UNAUTHENTICATED");
 }
 
-async function post(query, variables, token) {
+/** The manifest's ids by operation name: each document starts with its operation. */
+function loadDocumentIds() {
+  documentIds ??= fetch(MANIFEST, { credentials: "same-origin" })
+    .then((response) => {
+      if (!response.ok) throw new Error(`${MANIFEST}: HTTP ${response.status}`);
+      return response.json();
+    })
+    .then((manifest) => {
+      const ids = new Map();
+      for (const [hash, text] of Object.entries(manifest)) {
+        const name = OPERATION.exec(text)?.[1];
+        if (name) ids.set(name, `sha256:${hash}`);
+      }
+      return ids;
+    })
+    .catch((error) => {
+      documentIds = null; // try again on the next call
+      throw error;
+    });
+  return documentIds;
+}
+
+async function post(operationName, variables, token) {
+  const documentId = (await loadDocumentIds()).get(operationName);
+  if (!documentId) throw new Error(`${operationName} is not in ${MANIFEST}: rebuild it.`);
   const headers = {
     "content-type": "application/json", // JSON only: the service refuses anything else
     "x-refresh-token-transport": "cookie",
@@ -85,7 +116,7 @@ async function post(query, variables, token) {
     method: "POST",
     headers,
     credentials: CREDENTIALS,
-    body: JSON.stringify({ query, variables }),
+    body: JSON.stringify({ documentId, variables, operationName }),
   });
   if (!(response.headers.get("content-type") ?? "").includes("application/json")) {
     const code = response.status === 429 ? "RATE_LIMITED" : "INTERNAL_SERVER_ERROR";
