@@ -40,6 +40,7 @@ def test_every_service_of_the_image_runs_read_only_with_read_only_mounts(
     for name, service in ours(services).items():
         assert service["read_only"] is True, name
         assert service["tmpfs"] == ["/tmp"], name  # noqa: S108 - a tmpfs in the container
+        assert service["stop_grace_period"] == "30s", "longer than the 20 s drain"
         mounts = [volume.split(":") for volume in service["volumes"]]
         assert mounts and all(mode == "ro" for _source, _target, mode in mounts), name
         env = service["environment"]
