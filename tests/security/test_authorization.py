@@ -37,7 +37,6 @@ CATEGORY = (
     "mutation($input: CreateCategoryInput!) "
     "{ createCategory(input: $input) { id name description owner { id } } }"
 )
-READ_CATEGORY = "query($id: ID!) { category(id: $id) { id name description owner { id } } }"
 READ_USER = "query($id: ID!) { user(id: $id) { id name pictureUrl role } }"
 
 
@@ -123,28 +122,77 @@ def test_the_object_level_mutations_are_the_ones_tested_below() -> None:
     ]
 
 
-async def test_non_owner_cannot_update_a_category(
-    user: GraphQLClient, other_user: GraphQLClient
+def _owned_mutations() -> list[str]:
+    """``update<T>``/``delete<T>`` for every type ``T`` that ``create<T>`` gives its caller."""
+    owned = [name.removeprefix("create") for name in MUTATION_FIELDS if name.startswith("create")]
+    return [
+        f"{verb}{type_name}"
+        for type_name in owned
+        for verb in ("update", "delete")
+        if f"{verb}{type_name}" in MUTATION_FIELDS
+    ]
+
+
+OWNED_MUTATIONS = _owned_mutations()
+
+
+def every_field(type_: GraphQLInputType, text: str) -> str:
+    """A value for an input with every field set (strings to ``text``): a real change."""
+    named = get_named_type(type_)
+    if isinstance(named, GraphQLInputObjectType):
+        fields = [
+            f"{name}: {every_field(field.type, text)}" for name, field in named.fields.items()
+        ]
+        return "{" + ", ".join(fields) + "}"
+    if isinstance(named, GraphQLScalarType) and named.name == "String":
+        return f'"{text}"'
+    return literal(type_)
+
+
+def read_query(type_name: str) -> str:
+    """The query reading one ``type_name`` by id, with every leaf field."""
+    object_type = SCHEMA.type_map[type_name]
+    assert isinstance(object_type, GraphQLObjectType)
+    leaves = " ".join(
+        name
+        for name, field in object_type.fields.items()
+        if not isinstance(get_named_type(field.type), GraphQLObjectType) and not field.args
+    )
+    root = type_name[0].lower() + type_name[1:]
+    assert root in QUERY_FIELDS, f"no query field {root}(id:) to read a {type_name} back"
+    return f"query($id: ID!) {{ {root}(id: $id) {{ {leaves} }} }}"
+
+
+def test_every_owned_type_is_covered() -> None:
+    assert OWNED_MUTATIONS == ["updateCategory", "deleteCategory"]
+
+
+@pytest.mark.parametrize("mutation", OWNED_MUTATIONS)
+async def test_another_user_cannot_change_or_delete_what_they_do_not_own(
+    user: GraphQLClient, other_user: GraphQLClient, mutation: str
 ) -> None:
-    category = await create_category(user, "Mine")
+    verb = "update" if mutation.startswith("update") else "delete"
+    type_name = mutation.removeprefix(verb)
+    create = MUTATION_FIELDS[f"create{type_name}"]
+    created = await user.data(
+        f"mutation {{ create{type_name}(input: {every_field(create.args['input'].type, 'Mine')}) "
+        "{ id } }"
+    )
+    object_id = created[f"create{type_name}"]["id"]
+    read = read_query(type_name)
+    before = await user.data(read, {"id": object_id})
+    field = MUTATION_FIELDS[mutation]
+    arguments = "id: $id"
+    if "input" in field.args:
+        arguments += f", input: {every_field(field.args['input'].type, 'Stolen')}"
+    selection = (
+        " { __typename }" if isinstance(get_named_type(field.type), GraphQLObjectType) else ""
+    )
     body = await other_user.gql(
-        "mutation($id: ID!) "
-        '{ updateCategory(id: $id, input: {name: "Stolen", description: "x"}) { id } }',
-        {"id": category["id"]},
+        f"mutation($id: ID!) {{ {mutation}({arguments}){selection} }}", {"id": object_id}
     )
     assert error_codes(body) == ["FORBIDDEN"] and body["data"] is None, body
-    assert (await user.data(READ_CATEGORY, {"id": category["id"]}))["category"] == category
-
-
-async def test_non_owner_cannot_delete_a_category(
-    user: GraphQLClient, other_user: GraphQLClient
-) -> None:
-    category = await create_category(user, "Keep me")
-    body = await other_user.gql(
-        "mutation($id: ID!) { deleteCategory(id: $id) }", {"id": category["id"]}
-    )
-    assert error_codes(body) == ["FORBIDDEN"], body
-    assert (await user.data(READ_CATEGORY, {"id": category["id"]}))["category"] == category
+    assert await user.data(read, {"id": object_id}) == before
 
 
 async def test_another_user_cannot_update_a_profile(
