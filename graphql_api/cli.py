@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
-from graphql_api.settings import ConfigurationError, Settings
+from graphql_api.settings import ConfigurationError, Settings, describe_invalid_settings
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -25,9 +25,7 @@ def _settings() -> Settings:
     except ConfigurationError as exc:
         sys.exit(f"graphql-api: {exc}")
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = "GRAPHQL_API_" + str(first["loc"][0]).upper() if first["loc"] else "settings"
-        sys.exit(f"graphql-api: invalid {name}: {first['msg']}")
+        sys.exit(f"graphql-api: {describe_invalid_settings(exc)}")
     return settings
 
 
@@ -57,13 +55,14 @@ def serving_app() -> FastAPI:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    settings = _settings()  # first: a misconfiguration is answered before the slow imports
+
     import uvicorn
 
     from graphql_api.auth.keys import KeyFileError
     from graphql_api.container import load_signing_keys
     from graphql_api.logging_config import configure_logging, logging_config
 
-    settings = _settings()
     try:
         load_signing_keys(settings)
     except KeyFileError as exc:
@@ -101,9 +100,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = _settings()
     from graphql_api.db.migrate import migrate
 
-    settings = _settings()
     asyncio.run(migrate(settings.database_url))
     print("database is at the latest migration")
     return 0
@@ -148,6 +147,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
+    settings = _settings()
     from graphql_api.container import Container
     from graphql_api.db.models import Role
     from graphql_api.errors import NotFound
@@ -158,7 +158,7 @@ def cmd_users(args: argparse.Namespace) -> int:
         return 2
 
     async def run() -> int:
-        container = Container(_settings())
+        container = Container(settings)
         try:
             users = await container.users.set_role(email=args.email, role=role)
         except NotFound as exc:
@@ -174,10 +174,10 @@ def cmd_users(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_token(args: argparse.Namespace) -> int:
+    settings = _settings()
     from graphql_api.container import Container
     from graphql_api.services.auth import Client
 
-    settings = _settings()
     if not settings.is_development:
         print("graphql-api: dev-token works only with GRAPHQL_API_ENV=development", file=sys.stderr)
         return 1
@@ -241,12 +241,16 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from socket import gaierror
 
-    from sqlalchemy.exc import SQLAlchemyError
-
     args = build_parser().parse_args(argv)
     try:
         result: int = args.func(args)
-    except (SQLAlchemyError, ConnectionError, TimeoutError, gaierror) as exc:
+    except Exception as exc:
+        # Imported only now: SQLAlchemy is most of the start-up time of a command that
+        # fails on its settings, and those never get here.
+        from sqlalchemy.exc import SQLAlchemyError
+
+        if not isinstance(exc, SQLAlchemyError | ConnectionError | TimeoutError | gaierror):
+            raise
         # A database that is down or misnamed is an operator's fix: one line, no traceback.
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         sys.exit(f"graphql-api: cannot use GRAPHQL_API_DATABASE_URL: {detail}")

@@ -161,3 +161,10 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
         if '"event": "token_refused"' in line
     ]
     assert refused and all(entry["level"] == "INFO" for entry in refused)
+
+
+def test_keys_generate_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+    result = run("keys", "generate", "--file", str(tmp_path / "missing" / "jwks.json"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert f"{tmp_path / 'missing'} does not exist" in lines[0]

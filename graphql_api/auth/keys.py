@@ -142,7 +142,12 @@ def _write_private(path: Path, document: dict[str, Any]) -> None:
     # Written beside the target then renamed, so a reader never sees half a file, and
     # created 0600 because it holds private keys.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.parent.is_dir():
+        raise KeyFileError(f"cannot write {path}: the directory {path.parent} does not exist")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2)
         handle.write("\n")
