@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from pydantic import ValidationError
 
@@ -114,7 +115,15 @@ def cmd_export_schema(args: argparse.Namespace) -> int:
     text = sdl()
     path = Path(args.path)
     if args.check:
-        current = path.read_text() if path.exists() else ""
+        if not path.is_file():
+            # Not "out of date": most likely run outside the repository.
+            print(
+                f"graphql-api: {path} does not exist in {Path.cwd()}: run this in the "
+                "repository root, or pass --path",
+                file=sys.stderr,
+            )
+            return 1
+        current = path.read_text()
         if current != text:
             print(f"{path} is out of date: run graphql-api export-schema", file=sys.stderr)
             return 1
@@ -138,7 +147,7 @@ def cmd_keys(args: argparse.Namespace) -> int:
             kid = rotate_key_file(path, algorithm=args.algorithm, keep=args.keep)
             kept = "older keys still verify"
             if args.keep is not None:
-                kept = f"kept the newest {max(args.keep, 1)} key(s)"
+                kept = f"kept the newest {args.keep} key(s)"
             print(f"{path}: {kid} now signs; {kept}. Running services reload it within seconds.")
     except KeyFileError as exc:
         print(f"graphql-api: {exc}", file=sys.stderr)
@@ -152,10 +161,7 @@ def cmd_users(args: argparse.Namespace) -> int:
     from graphql_api.db.models import Role
     from graphql_api.errors import NotFound
 
-    role = Role[args.role.upper()] if args.role.upper() in Role.__members__ else None
-    if role is None:
-        print("graphql-api: ROLE must be USER or ADMIN", file=sys.stderr)
-        return 2
+    role = Role[args.role]
 
     async def run() -> int:
         container = Container(settings)
@@ -199,41 +205,134 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="graphql-api", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a usage error in one line that points at ``--help``."""
 
-    serve = commands.add_parser("serve", help="serve the API with uvicorn")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--workers", type=int, default=1)
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """Every option shows its default (argparse's own formatter also shows "None" and
+    "False", which say nothing); descriptions keep their line breaks."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "%(default)" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _at_least_one(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a port (1-65535)")
+    return value
+
+
+def _email(text: str) -> str:
+    if not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an email address")
+    return text
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("graphql-api")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown"
+
+
+DESCRIPTION = """Serve and operate the graphql_api GraphQL service.
+
+Settings come from GRAPHQL_API_* environment variables (see the README's Settings);
+a misconfiguration is answered with one line naming the setting."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="graphql-api", description=DESCRIPTION, formatter_class=_Formatter)
+    parser.add_argument(
+        "--version", action="version", version=f"graphql-api {_version()}", help="print the version"
+    )
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", help="graphql-api COMMAND --help for more"
+    )
+
+    def command(name: str, help: str, **kwargs: Any) -> argparse.ArgumentParser:
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=help, description=help[0].upper() + help[1:] + ".", **kwargs
+        )
+        sub.formatter_class = _Formatter
+        return sub
+
+    serve = command("serve", "serve the API with uvicorn")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="TCP port to listen on")
+    serve.add_argument(
+        "--workers", type=_at_least_one, default=1, help="worker processes sharing the port"
+    )
     serve.set_defaults(func=cmd_serve)
 
-    migrate = commands.add_parser("migrate", help="apply database migrations")
+    migrate = command("migrate", "apply database migrations")
     migrate.set_defaults(func=cmd_migrate)
 
-    export = commands.add_parser("export-schema", help="write schema/schema.graphql")
-    export.add_argument("--check", action="store_true", help="exit 1 if the file differs")
-    export.add_argument("--path", default=str(SCHEMA_FILE))
+    export = command("export-schema", "write the GraphQL schema (SDL) to a file")
+    export.add_argument(
+        "--check", action="store_true", help="write nothing; exit 1 if the file differs"
+    )
+    export.add_argument("--path", default=str(SCHEMA_FILE), help="the SDL file")
     export.set_defaults(func=cmd_export_schema)
 
-    keys = commands.add_parser("keys", help="manage the JWT signing keys file")
-    keys.add_argument("action", choices=["generate", "rotate"])
-    keys.add_argument("--file", required=True)
-    keys.add_argument("--algorithm", choices=["EdDSA", "HS256"], default="EdDSA")
-    keys.add_argument("--force", action="store_true", help="generate: overwrite")
-    keys.add_argument("--keep", type=int, default=None, help="rotate: keep the newest N keys")
+    keys = command("keys", "manage the JWT signing keys file")
+    keys.add_argument(
+        "action",
+        choices=["generate", "rotate"],
+        help="generate: a new file with one key; rotate: a new signing key first",
+    )
+    keys.add_argument("--file", required=True, help="the JWKS file (written 0600)")
+    keys.add_argument(
+        "--algorithm", choices=["EdDSA", "HS256"], default="EdDSA", help="of the new key"
+    )
+    keys.add_argument("--force", action="store_true", help="generate: overwrite an existing file")
+    keys.add_argument(
+        "--keep",
+        type=_at_least_one,
+        default=None,
+        help="rotate: keep only the newest N keys (default: every key)",
+    )
     keys.set_defaults(func=cmd_keys)
 
-    users = commands.add_parser("users", help="manage users")
-    users_commands = users.add_subparsers(dest="users_command", required=True)
-    set_role = users_commands.add_parser("set-role", help="set the role of a user by email")
-    set_role.add_argument("email")
-    set_role.add_argument("role")
+    users = command("users", "manage users")
+    users_commands = users.add_subparsers(
+        dest="users_command", required=True, metavar="COMMAND", help="what to change"
+    )
+    set_role = users_commands.add_parser(
+        "set-role",
+        help="set the role of a user by email",
+        description="Set the role of a user by email.",
+        formatter_class=_Formatter,
+    )
+    set_role.add_argument("email", type=_email, help="the user's email address")
+    set_role.add_argument("role", type=str.upper, choices=["USER", "ADMIN"], help="the new role")
     set_role.set_defaults(func=cmd_users)
 
-    dev_token = commands.add_parser("dev-token", help="print an access token (development)")
-    dev_token.add_argument("email")
+    dev_token = command("dev-token", "print an access token (development only)")
+    dev_token.add_argument("email", type=_email, help="signs in (or creates) this user")
     dev_token.set_defaults(func=cmd_dev_token)
     return parser
 

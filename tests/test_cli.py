@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import signal
@@ -9,10 +10,14 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import httpx
 import pytest
+
+from graphql_api.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +36,63 @@ def run(
         timeout=60,
         check=False,
     )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The only non-blank line on stderr (fails if there are more, or a traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from parsers(sub)
+
+
+def test_every_option_says_what_it_does_and_shows_its_default() -> None:
+    for parser in parsers(build_parser()):
+        for action in parser._actions:
+            assert action.help, f"{parser.prog} {action.dest} has no help"
+            shown = parser.formatter_class(parser.prog)._get_help_string(action)  # type: ignore[attr-defined]
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "(default: %(default)s)" in shown, f"{parser.prog} {action.dest}"
+
+
+def test_help_is_plain_text_and_version_is_the_package_version() -> None:
+    top = run("--help")
+    assert top.returncode == 0 and "``" not in top.stdout and "serve" in top.stdout
+    assert "(default: 8000)" in run("serve", "--help").stdout
+    version = run("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"graphql-api {metadata.version('graphql-api')}"
+
+
+def test_keys_rotate_refuses_to_keep_no_key(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    assert run("keys", "generate", "--file", str(path)).returncode == 0
+    before = path.read_text()
+    result = run("keys", "rotate", "--file", str(path), "--keep", "0")
+    assert result.returncode == 2 and "--keep: must be at least 1" in one_line(result)
+    assert path.read_text() == before
+
+
+def test_dev_token_refuses_what_is_not_an_email(tmp_path: Path) -> None:
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    result = run("dev-token", "notanemail", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "'notanemail' is not an email address" in one_line(result)
+    assert result.stdout == "" and not (tmp_path / "cli.db").exists()
+
+
+def test_export_schema_check_tells_a_missing_file_from_an_outdated_one(tmp_path: Path) -> None:
+    result = run("export-schema", "--check", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "does not exist" in line and "out of date" not in line
+    assert not (tmp_path / "schema").exists()
 
 
 def test_committed_schema_matches_the_code() -> None:
