@@ -100,12 +100,63 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(_args: argparse.Namespace) -> int:
+def cmd_migrate(args: argparse.Namespace) -> int:
     settings = _settings()
-    from graphql_api.db.migrate import migrate
+    from graphql_api.db import revisions
+    from graphql_api.db.location import display_url
 
-    asyncio.run(migrate(settings.database_url))
-    print("database is at the latest migration")
+    url = settings.database_url
+    try:
+        if args.migrate_command == "new":
+            return _new_revision(url, args)
+        if args.migrate_command == "history":
+            current = asyncio.run(revisions.current_revision(url))
+            for revision in revisions.history(url):
+                print(f"{revision}{'  <- the database is here' if revision.id == current else ''}")
+            return 0
+        if args.status:
+            status = asyncio.run(revisions.revision_status(url))
+            print(f"database: {display_url(url)}")
+            print(f"current:  {status.current or 'none (no tables yet)'}")
+            print(f"latest:   {status.head}")
+            if status.at_head:
+                print("up to date")
+                return 0
+            if not status.known:
+                print("the database is at a revision this code does not have")
+            else:
+                pending = ", ".join(str(revision) for revision in status.pending)
+                print(f"behind by {len(status.pending)}: {pending}; run graphql-api migrate")
+            return 1
+        before, after = asyncio.run(revisions.upgrade(url))
+    except revisions.MigrationError as exc:
+        sys.exit(f"graphql-api: {exc}")
+    if before.at_head:
+        print(f"{display_url(url)}: already at {after.head}, the latest migration")
+    else:
+        applied = ", ".join(str(revision) for revision in before.pending)
+        print(
+            f"{display_url(url)}: upgraded from {before.current or 'an empty database'} "
+            f"to {after.head}; applied {applied}"
+        )
+    return 0
+
+
+def _new_revision(url: str, args: argparse.Namespace) -> int:
+    from graphql_api.db import revisions
+
+    path = asyncio.run(
+        revisions.new_revision(
+            url, args.message, versions_dir=Path(args.versions_dir), empty=args.empty
+        )
+    )
+    if path is None:
+        print(
+            "the models match the latest migration: nothing written (--empty writes one to fill in)"
+        )
+        return 0
+    revisions.tidy(path, keep_imports=args.empty)  # an empty one is about to use them
+    print(f"wrote {path}: read it, then apply it with graphql-api migrate")
     return 0
 
 
@@ -288,7 +339,45 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=cmd_serve)
 
-    migrate = command("migrate", "apply database migrations")
+    migrate = command(
+        "migrate",
+        "apply database migrations",
+        epilog="Without a COMMAND: upgrade the database to the latest migration.",
+    )
+    migrate.add_argument(
+        "--status",
+        action="store_true",
+        help="change nothing: print the current and latest revisions; exit 1 when behind",
+    )
+    migrate_commands = migrate.add_subparsers(
+        dest="migrate_command", metavar="COMMAND", help="for developers"
+    )
+    history = migrate_commands.add_parser(
+        "history",
+        help="list every revision, marking the database's",
+        description="List every revision, oldest first, marking the database's.",
+        formatter_class=_Formatter,
+    )
+    history.set_defaults(func=cmd_migrate)
+    new_revision = migrate_commands.add_parser(
+        "new",
+        help="write a new revision for what the models changed",
+        description=(
+            "Compare the models (graphql_api/db/models.py) with the database, which must be "
+            "at the latest migration, and write what changed as a new revision."
+        ),
+        formatter_class=_Formatter,
+    )
+    new_revision.add_argument("message", help='what the revision does, e.g. "add tags"')
+    new_revision.add_argument(
+        "--empty", action="store_true", help="write an empty revision to fill in by hand"
+    )
+    new_revision.add_argument(
+        "--versions-dir",
+        default=str(Path(__file__).parent / "db" / "migrations" / "versions"),
+        help="where to write it",
+    )
+    new_revision.set_defaults(func=cmd_migrate)
     migrate.set_defaults(func=cmd_migrate)
 
     export = command("export-schema", "write the GraphQL schema (SDL) to a file")

@@ -230,3 +230,44 @@ def test_keys_generate_into_a_missing_directory_is_one_line(tmp_path: Path) -> N
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.returncode == 1 and len(lines) == 1, result.stderr
     assert f"{tmp_path / 'missing'} does not exist" in lines[0]
+
+
+def test_migrate_says_what_it_did_and_status_exits_1_when_behind(tmp_path: Path) -> None:
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    behind = run("migrate", "--status", env=env)
+    assert behind.returncode == 1, behind.stderr
+    assert "current:  none" in behind.stdout and "latest:   0001 (initial schema)" in behind.stdout
+    assert not (tmp_path / "m.db").exists()  # asking changes nothing
+
+    first = run("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "upgraded from an empty database to 0001 (initial schema)" in first.stdout
+    again = run("migrate", env=env)
+    assert "already at 0001 (initial schema)" in again.stdout
+    status = run("migrate", "--status", env=env)
+    assert status.returncode == 0 and "up to date" in status.stdout
+    history = run("migrate", "history", env=env)
+    assert "0001 (initial schema)  <- the database is here" in history.stdout
+
+
+def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    assert run("migrate", env=env).returncode == 0
+    unchanged = run("migrate", "new", "nothing", "--versions-dir", str(versions), env=env)
+    assert unchanged.returncode == 0 and "nothing written" in unchanged.stdout
+    assert list(versions.iterdir()) == []
+
+    # The models have an index the database lacks: as if a model had just gained it.
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("DROP INDEX ix_revocations_revoked_at")
+    wrote = run("migrate", "new", "index revoked_at", "--versions-dir", str(versions), env=env)
+    assert wrote.returncode == 0, wrote.stderr
+    (path,) = versions.iterdir()
+    assert path.name == "0002_index_revoked_at.py" and str(path) in wrote.stdout
+    source = path.read_text()
+    assert 'revision = "0002"' in source and 'down_revision = "0001"' in source
+    assert "create_index" in source and "ix_revocations_revoked_at" in source

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from graphql_api.settings import Settings
+from tests.conftest import IN_CI
 from tests.live_server import free_port
 
 # One malformed value per setting. A new setting without one fails
@@ -150,3 +151,16 @@ def test_public_origin_must_be_an_exact_origin(origin: str) -> None:
 )
 def test_exact_origins_are_accepted(origin: str) -> None:
     assert Settings(public_origin=origin, cors_origins=[origin]).public_origin == origin
+
+
+def test_migrate_status_reads_postgresql_through_the_usual_url_forms(tmp_path: Path) -> None:
+    # --status only reads, so the server's own "postgres" database is safe to ask.
+    for scheme in ("postgresql", "postgres"):
+        url = f"{scheme}://postgres@127.0.0.1:5432/postgres"
+        result = run_cli(["migrate", "--status"], {"GRAPHQL_API_DATABASE_URL": url}, tmp_path)
+        if "cannot use GRAPHQL_API_DATABASE_URL" in result.stderr:
+            if IN_CI:
+                pytest.fail(result.stderr)
+            pytest.skip(f"PostgreSQL unreachable: {result.stderr}")
+        assert "latest:   0001 (initial schema)" in result.stdout, result.stderr
+        assert "database: postgresql+asyncpg://postgres@127.0.0.1:5432/postgres" in result.stdout
