@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -55,6 +57,21 @@ def serving_app() -> FastAPI:
     return app
 
 
+def _token_command() -> str:
+    """A dev-token command that works as printed: the venv is not on PATH after `make run`,
+    and dev-token must run where the server runs (its files are relative to it)."""
+    makefile = Path("Makefile")
+    if makefile.is_file() and re.search(r"^token:", makefile.read_text(), re.MULTILINE):
+        command = "make token EMAIL=you@example.com"
+    else:
+        executable = Path(sys.executable).with_name("graphql-api")
+        program = str(executable) if executable.exists() else f"{sys.executable} -m graphql_api"
+        command = f"cd {shlex.quote(str(Path.cwd()))} && {program} dev-token you@example.com"
+    if any(name.startswith("GRAPHQL_API_") and name != "GRAPHQL_API_ENV" for name in os.environ):
+        command += "  (with this server's GRAPHQL_API_* settings)"
+    return command
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()  # first: a misconfiguration is answered before the slow imports
 
@@ -80,7 +97,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if settings.is_development:
         print(f"  GraphiQL:         {base}/graphql", flush=True)
         print(f"  Reference client: {base}/", flush=True)
-        print("  Access token:     graphql-api dev-token you@example.com", flush=True)
+        print(f"  Access token:     {_token_command()}", flush=True)
         print("                    then in GraphiQL's Headers tab:", flush=True)
         print('                    {"Authorization": "Bearer <token>"}', flush=True)
     print(f"  Health:           {base}/healthz  {base}/readyz", flush=True)
@@ -230,20 +247,52 @@ def cmd_users(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _missing_development_file(settings: Settings) -> str | None:
+    """Why dev-token cannot use the files ``serve`` uses from here, or None.
+
+    Development files are relative to the current directory (a SQLite path, the generated
+    key), so dev-token run elsewhere used to create a second database and key there and
+    print a token the server refuses. It could instead look in a fixed place, but a server
+    is found by its directory and environment, which dev-token cannot know; so it only
+    uses files that exist, creates none (``serve`` does), and otherwise says which file is
+    missing and how to get it."""
+    from graphql_api.container import DEV_KEYS_FILE
+    from graphql_api.db.location import is_in_memory, sqlite_file
+
+    fix = "start the server first (make run), then run this where it runs (make token does)"
+    if is_in_memory(settings.database_url):
+        return (
+            "GRAPHQL_API_DATABASE_URL is an in-memory SQLite database, which the server "
+            "does not share: dev-token cannot sign in to it"
+        )
+    database = sqlite_file(settings.database_url)
+    if database is not None and not database.exists():
+        return f"no development database at {database} (GRAPHQL_API_DATABASE_URL): {fix}"
+    if settings.jwt_keys_file is None and not DEV_KEYS_FILE.exists():
+        return f"no development signing key at {DEV_KEYS_FILE.resolve()}: {fix}"
+    return None
+
+
 def cmd_dev_token(args: argparse.Namespace) -> int:
     settings = _settings()
-    from graphql_api.container import Container
-    from graphql_api.services.auth import Client
-
     if not settings.is_development:
         print("graphql-api: dev-token works only with GRAPHQL_API_ENV=development", file=sys.stderr)
         return 1
+    if problem := _missing_development_file(settings):
+        sys.exit(f"graphql-api: {problem}")
+
+    from graphql_api.auth.keys import KeyFileError
+    from graphql_api.container import Container
+    from graphql_api.services.auth import Client
 
     async def run() -> str:
         from graphql_api.db.migrate import migrate
 
         await migrate(settings.database_url)
-        container = Container(settings)
+        try:
+            container = Container(settings)
+        except KeyFileError as exc:
+            sys.exit(f"graphql-api: GRAPHQL_API_JWT_KEYS_FILE: {exc}")
         try:
             signed_in = await container.auth.dev_sign_in(
                 email=args.email, client=Client(ip="cli", user_agent="graphql-api dev-token")

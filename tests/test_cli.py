@@ -271,3 +271,51 @@ def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Pat
     source = path.read_text()
     assert 'revision = "0002"' in source and 'down_revision = "0001"' in source
     assert "create_index" in source and "ix_revocations_revoked_at" in source
+
+
+def test_dev_token_away_from_the_server_files_refuses_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    # Development defaults: ./graphql_api.db and ./.dev-jwt-keys.json, which serve creates.
+    result = run(
+        "dev-token", "dev@example.com", env={"GRAPHQL_API_ENV": "development"}, cwd=tmp_path
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"no development database at {tmp_path / 'graphql_api.db'}" in one_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+    assert run("migrate", cwd=tmp_path).returncode == 0  # the database, not yet the key
+    result = run("dev-token", "dev@example.com", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no development signing key at {tmp_path / '.dev-jwt-keys.json'}" in one_line(result)
+
+    assert run("keys", "generate", "--file", ".dev-jwt-keys.json", cwd=tmp_path).returncode == 0
+    token = run("dev-token", "dev@example.com", cwd=tmp_path)
+    assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
+
+
+def test_make_token_prints_a_token_and_says_how_to_call_it(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    env = {
+        "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+    }
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
+    assert run("migrate", env=env).returncode == 0
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
+        return subprocess.run(  # noqa: S603 - our own Makefile
+            ["make", "--no-print-directory", "-s", "-C", str(ROOT), *args],  # noqa: S607
+            capture_output=True,
+            text=True,
+            env={**base, **env},
+            timeout=60,
+            check=False,
+        )
+
+    token = make("token", "EMAIL=dev@example.com")
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.count(".") == 2 and len(token.stdout.splitlines()) == 1
+    usage = make("token")
+    assert usage.returncode != 0 and "usage: make token EMAIL=you@example.com" in usage.stderr

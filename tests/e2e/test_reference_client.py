@@ -325,7 +325,7 @@ async def test_without_google_client_ids_the_page_says_what_to_set(
         setup = page.locator("#setup")
         await expect(setup).to_be_visible()
         await expect(setup).to_contain_text("GRAPHQL_API_GOOGLE_CLIENT_IDS")
-        await expect(setup).to_contain_text("graphql-api dev-token you@example.com")
+        await expect(setup).to_contain_text("make token EMAIL=you@example.com")
         await expect(page.locator("#page-origin")).to_have_text(server.url)
         assert not any("accounts.google.com" in url for url in requested)
         assert errors == []
