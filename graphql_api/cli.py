@@ -74,39 +74,39 @@ def _token_command() -> str:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     settings = _settings()  # first: a misconfiguration is answered before the slow imports
+    if args.reload and not settings.is_development:
+        sys.exit("graphql-api: --reload is for development only (GRAPHQL_API_ENV=production)")
+    if args.reload and args.workers > 1:
+        sys.exit("graphql-api: --reload runs one process: leave out --workers")
 
     import uvicorn
+    from uvicorn.supervisors import ChangeReload, Multiprocess
 
     from graphql_api.auth.keys import KeyFileError
     from graphql_api.container import load_signing_keys
     from graphql_api.logging_config import configure_logging, logging_config
+    from graphql_api.web.listener import ListenError, listen
 
     try:
         load_signing_keys(settings)
     except KeyFileError as exc:
         sys.exit(f"graphql-api: {exc}")
     configure_logging()
+    try:
+        sockets = listen(args.host, args.port)
+    except ListenError as exc:
+        sys.exit(f"graphql-api: {exc}")
     if settings.is_development:
         # A development convenience only: production schema changes are an operator's step.
         from graphql_api.db.migrate import migrate
 
         asyncio.run(migrate(settings.database_url))
-    base = f"http://{args.host}:{args.port}"
-    print(f"graphql_api ({settings.env}) on {base}", flush=True)
-    print(f"  GraphQL endpoint: {base}/graphql (POST, application/json)", flush=True)
-    if settings.is_development:
-        print(f"  GraphiQL:         {base}/graphql", flush=True)
-        print(f"  Reference client: {base}/", flush=True)
-        print(f"  Access token:     {_token_command()}", flush=True)
-        print("                    then in GraphiQL's Headers tab:", flush=True)
-        print('                    {"Authorization": "Bearer <token>"}', flush=True)
-    print(f"  Health:           {base}/healthz  {base}/readyz", flush=True)
-    uvicorn.run(
+    config = uvicorn.Config(
         "graphql_api.cli:serving_app",
         factory=True,
-        host=args.host,
-        port=args.port,
         workers=args.workers,
+        reload=args.reload,
+        reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
         # Applied again in each worker process: without it, workers log nothing below WARNING.
         log_config=logging_config(),
         proxy_headers=False,
@@ -114,7 +114,41 @@ def cmd_serve(args: argparse.Namespace) -> int:
         timeout_graceful_shutdown=20,
         access_log=False,
     )
+    server = uvicorn.Server(config)
+    if not config.should_reload and config.workers == 1:
+        config.load()  # built before it is announced; workers build their own
+    _print_banner(settings, args.host, args.port)
+    try:
+        if config.should_reload:
+            ChangeReload(config, target=server.run, sockets=sockets).run()
+        elif config.workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server.run(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for sock in sockets:
+            sock.close()
+    if not config.should_reload and config.workers == 1 and not server.started:
+        return 1  # uvicorn logged why
     return 0
+
+
+def _print_banner(settings: Settings, host: str, port: int) -> None:
+    from graphql_api.web.listener import browser_host
+
+    base = f"http://{browser_host(host)}:{port}"
+    lines = [f"graphql_api ({settings.env}) listening on {host}:{port}"]
+    lines.append(f"  GraphQL endpoint: {base}/graphql (POST, application/json)")
+    if settings.is_development:
+        lines.append(f"  GraphiQL:         {base}/graphql")
+        lines.append(f"  Reference client: {base}/")
+        lines.append(f"  Access token:     {_token_command()}")
+        lines.append("                    then in GraphiQL's Headers tab:")
+        lines.append('                    {"Authorization": "Bearer <token>"}')
+    lines.append(f"  Health:           {base}/healthz  {base}/readyz")
+    print("\n".join(lines), flush=True)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
@@ -385,6 +419,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_port, default=8000, help="TCP port to listen on")
     serve.add_argument(
         "--workers", type=_at_least_one, default=1, help="worker processes sharing the port"
+    )
+    serve.add_argument(
+        "--reload",
+        action="store_true",
+        help="restart when the code changes (development only)",
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +12,7 @@ from graphql_api.web.client_page import CLIENT_CSP, STATIC_DIR
 from graphql_api.web.graphiql import GRAPHIQL_CSP
 from tests.conftest import GraphQLClient
 from tests.fake_google import CLIENT_ID
+from tests.live_server import LiveServer
 
 
 async def test_development_serves_graphiql_with_the_header_example(
@@ -113,35 +111,21 @@ class TestInProduction:
         assert (await production.http.get(path)).status_code == 404
 
 
-def _serve_output(env: dict[str, str], tmp_path: Path) -> str:
-    """What ``graphql-api serve`` prints before it listens (on a port already taken)."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "graphql_api", "serve", "--port", str(port)],
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    return result.stdout
-
-
 def test_serve_prints_no_graphiql_or_dev_token_in_production(
     tmp_path: Path, keys_file: Path
 ) -> None:
-    output = _serve_output(
-        {
-            "GRAPHQL_API_ENV": "production",
-            "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
-            "GRAPHQL_API_JWT_KEYS_FILE": str(keys_file),
-            "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
+    server = LiveServer.start(
+        settings={
+            "ENV": "production",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
+            "JWT_KEYS_FILE": str(keys_file),
+            "GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "TRUSTED_DOCUMENTS": "off",
         },
-        tmp_path,
+        log_dir=tmp_path,
     )
+    server.stop()
+    output = server.output()
     assert "graphql_api (production)" in output
     assert "GraphiQL" not in output
     assert "dev-token" not in output

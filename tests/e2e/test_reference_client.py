@@ -337,6 +337,8 @@ def test_serve_prints_the_reference_page_graphiql_and_the_dev_token_command(
     server: LiveServer,
 ) -> None:
     output = server.output()
-    assert f"Reference client: {server.url}/" in output
-    assert f"GraphiQL:         {server.url}/graphql" in output
-    assert "graphql-api dev-token you@example.com" in output
+    # Printed as localhost (the same site as a frontend on http://localhost:5173).
+    url = server.url.replace("127.0.0.1", "localhost")
+    assert f"Reference client: {url}/" in output
+    assert f"GraphiQL:         {url}/graphql" in output
+    assert "make token EMAIL=you@example.com" in output
