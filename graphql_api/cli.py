@@ -87,11 +87,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graphql_api.logging_config import configure_logging, logging_config
     from graphql_api.web.listener import ListenError, listen
 
+    configure_logging(settings)  # before the keys: generating one is logged
     try:
         load_signing_keys(settings)
     except KeyFileError as exc:
         sys.exit(f"graphql-api: {exc}")
-    configure_logging()
     try:
         sockets = listen(args.host, args.port)
     except ListenError as exc:
@@ -108,7 +108,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         reload=args.reload,
         reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
         # Applied again in each worker process: without it, workers log nothing below WARNING.
-        log_config=logging_config(),
+        log_config=logging_config(settings),
         proxy_headers=False,
         server_header=False,
         timeout_graceful_shutdown=20,

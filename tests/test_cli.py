@@ -180,10 +180,14 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
     env.update(
-        GRAPHQL_API_ENV="development",
+        # Production: JSON lines (development writes lines for people).
+        GRAPHQL_API_ENV="production",
         GRAPHQL_API_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/serve.db",
         GRAPHQL_API_JWT_KEYS_FILE=str(keys),
+        GRAPHQL_API_GOOGLE_CLIENT_IDS="test-client.apps.googleusercontent.com",
+        GRAPHQL_API_TRUSTED_DOCUMENTS="off",
     )
+    assert run("migrate", env=env).returncode == 0  # production never migrates on its own
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(  # noqa: S603 - our own CLI

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import subprocess
@@ -105,6 +106,14 @@ def test_the_banner_prints_localhost_urls_once_the_port_listens(
         with socket.create_connection(("127.0.0.1", port), timeout=5):
             pass
         assert httpx.get(f"http://localhost:{port}/healthz", timeout=30).status_code == 200
+        logged = wait_for(log, "event=development_mode", process)
+    # Development logs are lines for people, not JSON.
+    assert re.search(
+        r"^\d\d:\d\d:\d\d WARNING graphql_api  DEVELOPMENT MODE: .* event=development_mode$",
+        logged,
+        re.MULTILINE,
+    ), logged
+    assert not any(line.startswith("{") for line in logged.splitlines()), logged
     base = f"http://localhost:{port}"
     # localhost, not 127.0.0.1: a frontend on http://localhost:5173 is then the same site,
     # and the SameSite=Strict refresh cookie reaches it.
