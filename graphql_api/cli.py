@@ -82,16 +82,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from uvicorn.supervisors import ChangeReload, Multiprocess
 
-    from graphql_api.auth.keys import KeyFileError
-    from graphql_api.container import load_signing_keys
+    from graphql_api.auth.keys import KeyFileError, check_private
+    from graphql_api.container import load_signing_keys, signing_keys_file
     from graphql_api.logging_config import configure_logging, logging_config
     from graphql_api.web.listener import ListenError, listen
 
     configure_logging(settings)  # before the keys: generating one is logged
     try:
+        setting = "GRAPHQL_API_JWT_KEYS_FILE" if settings.jwt_keys_file else "the development key"
+        check_private(
+            signing_keys_file(settings), strict=not settings.is_development, setting=setting
+        )
         load_signing_keys(settings)
     except KeyFileError as exc:
-        sys.exit(f"graphql-api: {exc}")
+        problem = str(exc)
+        if settings.jwt_keys_file is not None and "GRAPHQL_API_JWT_KEYS_FILE" not in problem:
+            problem = f"GRAPHQL_API_JWT_KEYS_FILE: {problem}"
+        sys.exit(f"graphql-api: {problem}")
     try:
         sockets = listen(args.host, args.port)
     except ListenError as exc:

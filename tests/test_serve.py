@@ -154,3 +154,33 @@ def test_reload_is_for_development_only(
     with serving("--reload", "--port", str(port), settings=development, log=log) as process:
         wait_for(log, "Health:", process)
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
+
+
+def test_a_key_file_others_can_read_stops_production(
+    production: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "keys.json").chmod(0o644)
+    result = serve_once("--port", str(free_port()), settings=production)
+    assert result.returncode == 1 and result.stdout == ""
+    line = one_line(result)
+    assert "GRAPHQL_API_JWT_KEYS_FILE" in line and "(mode 0644)" in line
+    assert f"chmod 600 {tmp_path / 'keys.json'}" in line
+
+
+def test_a_key_file_others_can_read_is_one_warning_in_development(
+    development: dict[str, str], tmp_path: Path
+) -> None:
+    (tmp_path / "keys.json").chmod(0o640)
+    log = tmp_path / "serve.log"
+    with serving("--port", str(free_port()), settings=development, log=log) as process:
+        output = wait_for(log, "Health:", process)
+    warnings = [line for line in output.splitlines() if "chmod 600" in line]
+    assert len(warnings) == 1 and " WARNING graphql_api.keys  " in warnings[0], output
+    assert "GRAPHQL_API_JWT_KEYS_FILE" in warnings[0] and "(mode 0640)" in warnings[0]
+
+
+def test_a_missing_key_file_names_the_setting(production: dict[str, str], tmp_path: Path) -> None:
+    result = serve_once(
+        "--port", str(free_port()), settings={**production, "JWT_KEYS_FILE": str(tmp_path / "no")}
+    )
+    assert result.returncode == 1 and "GRAPHQL_API_JWT_KEYS_FILE" in one_line(result)
