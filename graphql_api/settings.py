@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     # Validated queries run from a cached plan; off runs everything through graphql-core.
     compiled_execution: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Slow clients and overload, per process (web/connections.py, web/limits.py): a client
+    # holds a connection or a request slot for a bounded time, and only so many at once.
+    header_timeout: float = Field(default=10.0, ge=0.5, le=300)
+    body_timeout: float = Field(default=10.0, ge=0.5, le=300)
+    max_connections: int = Field(default=1000, ge=1)
+    max_in_flight: int = Field(default=256, ge=1)
 
     @field_validator("database_url")
     @classmethod

@@ -46,6 +46,10 @@ MALFORMED: dict[str, str] = {
     "max_directives": "-1",
     "compiled_execution": "sometimes",
     "max_body_bytes": "1KB",
+    "header_timeout": "0",
+    "body_timeout": "10s",
+    "max_connections": "0",
+    "max_in_flight": "none",
 }
 COMMANDS = {
     "serve": ["serve", "--port", str(free_port())],
