@@ -17,6 +17,7 @@ from graphql_api.settings import ConfigurationError, Settings, describe_invalid_
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
+    from starlette.types import ASGIApp
 
 SCHEMA_FILE = Path("schema/schema.graphql")
 
@@ -32,16 +33,18 @@ def _settings() -> Settings:
     return settings
 
 
-def serving_app() -> FastAPI:
+def serving_app() -> ASGIApp:
     """``create_app()`` plus what only a serving process does: once started, move the
     long-lived heap (schema, mappers, caches: ~135k objects) out of the garbage
     collector's generations. Otherwise every full collection walks all of it, which
-    cost ~0.5 ms per request of 100 categories. Still freed when no longer referenced."""
+    cost ~0.5 ms per request of 100 categories. Still freed when no longer referenced.
+    Every request runs under the request bounds (``web/limits.py``)."""
     import gc
     from collections.abc import AsyncIterator
     from contextlib import asynccontextmanager
 
     from graphql_api.app import create_app
+    from graphql_api.web.limits import limit_middleware
 
     app = create_app()
     start = app.router.lifespan_context
@@ -54,7 +57,7 @@ def serving_app() -> FastAPI:
             yield state
 
     app.router.lifespan_context = lifespan
-    return app
+    return limit_middleware(app, app.state.container.settings)
 
 
 def _token_command() -> str:
@@ -85,6 +88,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graphql_api.auth.keys import KeyFileError, check_private
     from graphql_api.container import load_signing_keys, signing_keys_file
     from graphql_api.logging_config import configure_logging, logging_config
+    from graphql_api.web.connections import http_protocol
     from graphql_api.web.listener import ListenError, listen
 
     configure_logging(settings)  # before the keys: generating one is logged
@@ -114,6 +118,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         reload=args.reload,
         reload_dirs=[str(Path(__file__).parent)] if args.reload else None,
+        # Header deadline and connection cap (HEADER_TIMEOUT, MAX_CONNECTIONS).
+        http=http_protocol(),
         # Applied again in each worker process: without it, workers log nothing below WARNING.
         log_config=logging_config(settings),
         proxy_headers=False,
