@@ -149,9 +149,14 @@ def test_migrate_set_role_and_dev_token(tmp_path: Path) -> None:
     assert run("users", "set-role", "dev@example.com", "KING", env=env).returncode == 2
 
 
-def test_unreachable_database_is_one_line_naming_the_setting() -> None:
+def test_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"  # dev-token refuses earlier without a key to sign with
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
     # Port 1: nothing listens there, so the connection is refused at once.
-    env = {"GRAPHQL_API_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    env = {
+        "GRAPHQL_API_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+    }
     for command in (["migrate"], ["dev-token", "dev@example.com"]):
         result = run(*command, env=env)
         assert result.returncode == 1
