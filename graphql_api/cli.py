@@ -70,8 +70,15 @@ def _token_command() -> str:
         executable = Path(sys.executable).with_name("graphql-api")
         program = str(executable) if executable.exists() else f"{sys.executable} -m graphql_api"
         command = f"cd {shlex.quote(str(Path.cwd()))} && {program} dev-token you@example.com"
-    if any(name.startswith("GRAPHQL_API_") and name != "GRAPHQL_API_ENV" for name in os.environ):
-        command += "  (with this server's GRAPHQL_API_* settings)"
+    # The settings a token depends on (where the user is, how it is signed and checked):
+    # dev-token in another shell has none of this one's environment.
+    needed = [
+        f"GRAPHQL_API_{name}"
+        for name in ("DATABASE_URL", "JWT_KEYS_FILE", "JWT_ISSUER", "JWT_AUDIENCE")
+        if f"GRAPHQL_API_{name}" in os.environ
+    ]
+    if needed:
+        command += f"  (with the same {', '.join(needed)})"
     return command
 
 
