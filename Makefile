@@ -7,7 +7,7 @@ HOST ?= 127.0.0.1
 STAMP := $(VENV)/.installed
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: run test lint bench schema venv clean
+.PHONY: run token test lint bench schema venv clean
 
 venv: $(STAMP)
 
@@ -20,6 +20,11 @@ $(STAMP): pyproject.toml
 run: venv
 	GRAPHQL_API_ENV=development $(BIN)/graphql-api migrate
 	GRAPHQL_API_ENV=development $(BIN)/graphql-api serve --host $(HOST) --port $(PORT)
+
+# An access token for GraphiQL from the server `make run` started: same directory, same files.
+token: venv
+	@test -n "$(EMAIL)" || { echo "usage: make token EMAIL=you@example.com" >&2; exit 2; }
+	@GRAPHQL_API_ENV=development $(BIN)/graphql-api dev-token "$(EMAIL)"
 
 test: venv $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

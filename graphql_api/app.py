@@ -1,8 +1,9 @@
 """The application factory: ``graphql_api.app:create_app``.
 
 Wiring only: the container's services become the context getter's, the settings become
-the engine's, and plain ASGI apps are composed: middleware (listed once) around a
-dispatcher that sends POST /graphql to its endpoint and everything else to FastAPI.
+the engine's, and plain ASGI apps are composed: middleware (listed once: CORS, the
+request bounds, the security headers) around a dispatcher that sends POST /graphql to
+its endpoint and everything else to FastAPI.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.dispatch import Dispatcher
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
+from graphql_api.web.limits import limit_middleware
 from graphql_api.web.security_headers import SecurityHeaders
 
 logger = logging.getLogger("graphql_api")
@@ -173,5 +175,8 @@ def create_app(
             allow_headers=["authorization", "content-type", TRANSPORT_HEADER],
             max_age=600,
         )
+    # Slow bodies and overload (web/limits.py): outside CORS, so turning a request away
+    # stays cheap; inside the security headers, which every answer carries.
+    asgi = limit_middleware(asgi, settings)
     asgi = SecurityHeaders(asgi)
     return App(asgi, routes)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 GOOGLE_CERTS_URL = "https://www.googleapis.com/oauth2/v3/certs"
@@ -16,6 +18,18 @@ PathList = Annotated[list[Path], NoDecode]
 TrustedDocumentsMode = Literal["off", "allow", "require"]
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(second|minute|hour|day)\s*$")
 _PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+# The drivers we ship, under every name people write them with. `postgres://` is what
+# Heroku, Render and Fly hand out; SQLAlchemy itself no longer accepts it.
+_DATABASE_DRIVERS = {
+    "postgresql": "postgresql+asyncpg",
+    "postgres": "postgresql+asyncpg",
+    "postgresql+asyncpg": "postgresql+asyncpg",
+    "sqlite": "sqlite+aiosqlite",
+    "sqlite+aiosqlite": "sqlite+aiosqlite",
+}
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 class ConfigurationError(Exception):
@@ -37,6 +51,55 @@ class RateLimit:
         if not match:
             raise ValueError(f"rate limit {text!r} is not like '10/minute'")
         return cls(int(match.group(1)), _PERIODS[match.group(2)])
+
+
+def normalize_database_url(value: str) -> str:
+    """The URL with an async driver we ship: ``postgresql://`` and ``postgres://`` use
+    asyncpg, ``sqlite://`` aiosqlite. Anything else is refused (ValueError)."""
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        raise ValueError("is not a URL like postgresql://user@host/db or sqlite:///./file.db")
+    driver = _DATABASE_DRIVERS.get(scheme.lower())
+    if driver is None:
+        raise ValueError(
+            f"{scheme}:// is not supported: use postgresql://user@host/db (asyncpg) "
+            "or sqlite+aiosqlite:///./file.db"
+        )
+    normalized = f"{driver}://{rest}"
+    # Imported here: SQLAlchemy doubles the start-up time of a CLI that only fails.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        url = make_url(normalized)
+    except (ArgumentError, ValueError):
+        raise ValueError("is not a valid database URL") from None
+    if driver == "postgresql+asyncpg" and "sslmode" in url.query:
+        # libpq's sslmode (in most hosted URLs) is asyncpg's ssl, with the same values;
+        # passed through it would fail on the first connection.
+        query = dict(url.query)
+        query["ssl"] = query.pop("sslmode")
+        normalized = url.set(query=query).render_as_string(hide_password=False)
+    return normalized
+
+
+def origin_problem(value: str) -> str | None:
+    """Why ``value`` is not an exact browser origin (what an Origin header carries), or None."""
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "is not a URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "needs a scheme and a host, like https://app.example.com"
+    if parts.path or parts.query or parts.fragment or value.endswith(("?", "#")):
+        return "must be an origin only: no path, not even a trailing slash"
+    if parts.username is not None or parts.password is not None:
+        return "must not carry credentials"
+    if value != value.lower():
+        # Browsers send origins in lowercase, and they are compared as exact strings.
+        return "must be lowercase"
+    return None
 
 
 class Settings(BaseSettings):
@@ -84,6 +147,56 @@ class Settings(BaseSettings):
     # production (only the operations the frontends listed ahead of time run).
     trusted_documents: TrustedDocumentsMode | None = None
     trusted_documents_files: PathList = []
+    # Slow clients and overload, per process (web/connections.py, web/limits.py): a client
+    # holds a connection or a request slot for a bounded time, and only so many at once.
+    header_timeout: float = Field(default=10.0, ge=0.5, le=300)
+    body_timeout: float = Field(default=10.0, ge=0.5, le=300)
+    max_connections: int = Field(default=1000, ge=1)
+    max_in_flight: int = Field(default=256, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from redis.connection import parse_url
+
+        try:
+            parse_url(value)  # type: ignore[no-untyped-call]
+        except ValueError:
+            # redis' message may quote the URL, password included: say what is expected.
+            raise ValueError(
+                "is not a Redis URL like redis://host:6379/0, rediss://... or unix:///path"
+            ) from None
+        return value
+
+    @field_validator("google_certs_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("is not an http(s) URL")
+        return value
+
+    @field_validator("jwt_keys_file")
+    @classmethod
+    def _a_file(cls, value: Path | None) -> Path | None:
+        # Only the shape here: whether the file loads is checked where keys are loaded.
+        if value is not None and (str(value) in ("", ".") or value.is_dir()):
+            raise ValueError(f"{value} is a directory; name the JWKS file")
+        return value
+
+    @field_validator("jwt_issuer", "jwt_audience")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be empty")
+        return value
 
     @field_validator(
         "google_client_ids",
@@ -100,6 +213,16 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @field_validator("trusted_documents_files")
+    @classmethod
+    def _files(cls, value: list[Path]) -> list[Path]:
+        # Whether each one loads is checked at start-up (engine/trusted.py); here, that it
+        # names a file at all, so that every command refuses a typo the same way.
+        for path in value:
+            if not path.is_file():
+                raise ValueError(f"{path} is not a file")
+        return value
+
     @field_validator("trusted_documents", mode="before")
     @classmethod
     def _mode_or_unset(cls, value: object) -> object:
@@ -112,18 +235,70 @@ class Settings(BaseSettings):
     def _lower(cls, value: list[str]) -> list[str]:
         return [item.lower() for item in value]
 
+    @field_validator("google_client_ids")
+    @classmethod
+    def _client_ids(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _CLIENT_ID.match(entry):
+                raise ValueError(
+                    f"entry {entry!r} is not an OAuth client id "
+                    "(like 1234-abc.apps.googleusercontent.com; separate them with commas)"
+                )
+        return value
+
+    @field_validator("google_hosted_domains")
+    @classmethod
+    def _domains(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _DOMAIN.match(entry):
+                raise ValueError(f"entry {entry!r} is not a domain like example.com")
+        return value
+
+    @field_validator("admin_emails")
+    @classmethod
+    def _emails(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _EMAIL.match(entry):
+                raise ValueError(f"entry {entry!r} is not an email address")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"entry {entry!r} is not an IP address or network like 10.0.0.0/8"
+                ) from None
+        return value
+
     @field_validator("login_rate_limit", "refresh_rate_limit")
     @classmethod
     def _valid_rate(cls, value: str) -> str:
         RateLimit.parse(value)
         return value
 
-    @model_validator(mode="after")
-    def _cors_origins_are_origins(self) -> Settings:
-        for origin in self.cors_origins:
-            if origin == "*" or not re.match(r"^https?://[^/\s]+$", origin):
-                raise ValueError(f"CORS_ORIGINS entry {origin!r} must be an exact origin")
-        return self
+    @field_validator("cors_origins")
+    @classmethod
+    def _cors_origins_are_origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            problem = "is a wildcard" if origin == "*" else origin_problem(origin)
+            if problem:
+                raise ValueError(f"entry {origin!r} {problem}; list exact origins")
+        return value
+
+    @field_validator("public_origin")
+    @classmethod
+    def _public_origin(cls, value: str | None) -> str | None:
+        # Compared as an exact string with the Origin of cookie refreshes: "https://x/" or
+        # "x" would refuse every one of them, so refuse the setting instead.
+        if not value:
+            return None
+        if problem := origin_problem(value):
+            raise ValueError(f"{value!r} {problem}")
+        return value
 
     @property
     def is_development(self) -> bool:
@@ -161,3 +336,14 @@ class Settings(BaseSettings):
                 "trusted documents run by default (set GRAPHQL_API_TRUSTED_DOCUMENTS=off to "
                 "serve free-form queries)"
             )
+
+
+def describe_invalid_settings(error: ValidationError) -> str:
+    """One line naming the (first) setting that failed and why; never its value, which may
+    hold a password."""
+    problems = error.errors(include_url=False, include_input=False)
+    first = problems[0]
+    name = f"GRAPHQL_API_{str(first['loc'][0]).upper()}" if first["loc"] else "the settings"
+    reason = first["msg"].removeprefix("Value error, ")
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"invalid {name}: {reason}{more}"

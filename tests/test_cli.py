@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import json
 import os
@@ -10,10 +11,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from graphql_api.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 STATIC = ROOT / "graphql_api" / "web" / "static"
@@ -33,6 +39,64 @@ def run(
         timeout=60,
         check=False,
     )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    """The only non-blank line on stderr (fails if there are more, or a traceback)."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    return lines[0]
+
+
+def parsers(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from parsers(sub)
+
+
+def test_every_option_says_what_it_does_and_shows_its_default() -> None:
+    for parser in parsers(build_parser()):
+        for action in parser._actions:
+            assert action.help, f"{parser.prog} {action.dest} has no help"
+            formatter: Any = parser.formatter_class(prog=parser.prog)
+            shown = formatter._get_help_string(action) or ""
+            if action.default not in (None, False, argparse.SUPPRESS):
+                assert "(default: %(default)s)" in shown, f"{parser.prog} {action.dest}"
+
+
+def test_help_is_plain_text_and_version_is_the_package_version() -> None:
+    top = run("--help")
+    assert top.returncode == 0 and "``" not in top.stdout and "serve" in top.stdout
+    assert "(default: 8000)" in run("serve", "--help").stdout
+    version = run("--version")
+    assert version.returncode == 0
+    assert version.stdout.strip() == f"graphql-api {metadata.version('graphql-api')}"
+
+
+def test_keys_rotate_refuses_to_keep_no_key(tmp_path: Path) -> None:
+    path = tmp_path / "jwks.json"
+    assert run("keys", "generate", "--file", str(path)).returncode == 0
+    before = path.read_text()
+    result = run("keys", "rotate", "--file", str(path), "--keep", "0")
+    assert result.returncode == 2 and "--keep: must be at least 1" in one_line(result)
+    assert path.read_text() == before
+
+
+def test_dev_token_refuses_what_is_not_an_email(tmp_path: Path) -> None:
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db"}
+    result = run("dev-token", "notanemail", env=env, cwd=tmp_path)
+    assert result.returncode == 2 and "'notanemail' is not an email address" in one_line(result)
+    assert result.stdout == "" and not (tmp_path / "cli.db").exists()
+
+
+def test_export_schema_check_tells_a_missing_file_from_an_outdated_one(tmp_path: Path) -> None:
+    result = run("export-schema", "--check", cwd=tmp_path)
+    assert result.returncode == 1
+    line = one_line(result)
+    assert "does not exist" in line and "out of date" not in line
+    assert not (tmp_path / "schema").exists()
 
 
 def test_committed_schema_matches_the_code() -> None:
@@ -93,9 +157,14 @@ def test_migrate_set_role_and_dev_token(tmp_path: Path) -> None:
     assert run("users", "set-role", "dev@example.com", "KING", env=env).returncode == 2
 
 
-def test_unreachable_database_is_one_line_naming_the_setting() -> None:
+def test_unreachable_database_is_one_line_naming_the_setting(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"  # dev-token refuses earlier without a key to sign with
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
     # Port 1: nothing listens there, so the connection is refused at once.
-    env = {"GRAPHQL_API_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none"}
+    env = {
+        "GRAPHQL_API_DATABASE_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/none",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+    }
     for command in (["migrate"], ["dev-token", "dev@example.com"]):
         result = run(*command, env=env)
         assert result.returncode == 1
@@ -125,10 +194,14 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
         port = sock.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
     env.update(
-        GRAPHQL_API_ENV="development",
+        # Production: JSON lines (development writes lines for people).
+        GRAPHQL_API_ENV="production",
         GRAPHQL_API_DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/serve.db",
         GRAPHQL_API_JWT_KEYS_FILE=str(keys),
+        GRAPHQL_API_GOOGLE_CLIENT_IDS="test-client.apps.googleusercontent.com",
+        GRAPHQL_API_TRUSTED_DOCUMENTS="off",
     )
+    assert run("migrate", env=env).returncode == 0  # production never migrates on its own
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         server = subprocess.Popen(  # noqa: S603 - our own CLI
@@ -289,3 +362,99 @@ def test_serve_refuses_a_manifest_that_does_not_load_with_one_line(tmp_path: Pat
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"graphql-api: GRAPHQL_API_TRUSTED_DOCUMENTS_FILES: {manifest}: ")
     assert "the id is not the SHA-256 of the text" in lines[0]
+
+
+def test_keys_generate_into_a_missing_directory_is_one_line(tmp_path: Path) -> None:
+    result = run("keys", "generate", "--file", str(tmp_path / "missing" / "jwks.json"))
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 1 and len(lines) == 1, result.stderr
+    assert f"{tmp_path / 'missing'} does not exist" in lines[0]
+
+
+def test_migrate_says_what_it_did_and_status_exits_1_when_behind(tmp_path: Path) -> None:
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    behind = run("migrate", "--status", env=env)
+    assert behind.returncode == 1, behind.stderr
+    assert "current:  none" in behind.stdout and "latest:   0001 (initial schema)" in behind.stdout
+    assert not (tmp_path / "m.db").exists()  # asking changes nothing
+
+    first = run("migrate", env=env)
+    assert first.returncode == 0, first.stderr
+    assert "upgraded from an empty database to 0001 (initial schema)" in first.stdout
+    again = run("migrate", env=env)
+    assert "already at 0001 (initial schema)" in again.stdout
+    status = run("migrate", "--status", env=env)
+    assert status.returncode == 0 and "up to date" in status.stdout
+    history = run("migrate", "history", env=env)
+    assert "0001 (initial schema)  <- the database is here" in history.stdout
+
+
+def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Path) -> None:
+    import sqlite3
+
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    assert run("migrate", env=env).returncode == 0
+    unchanged = run("migrate", "new", "nothing", "--versions-dir", str(versions), env=env)
+    assert unchanged.returncode == 0 and "nothing written" in unchanged.stdout
+    assert list(versions.iterdir()) == []
+
+    # The models have an index the database lacks: as if a model had just gained it.
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("DROP INDEX ix_revocations_revoked_at")
+    wrote = run("migrate", "new", "index revoked_at", "--versions-dir", str(versions), env=env)
+    assert wrote.returncode == 0, wrote.stderr
+    (path,) = versions.iterdir()
+    assert path.name == "0002_index_revoked_at.py" and str(path) in wrote.stdout
+    source = path.read_text()
+    assert 'revision = "0002"' in source and 'down_revision = "0001"' in source
+    assert "create_index" in source and "ix_revocations_revoked_at" in source
+
+
+def test_dev_token_away_from_the_server_files_refuses_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    # Development defaults: ./graphql_api.db and ./.dev-jwt-keys.json, which serve creates.
+    result = run(
+        "dev-token", "dev@example.com", env={"GRAPHQL_API_ENV": "development"}, cwd=tmp_path
+    )
+    assert result.returncode == 1 and result.stdout == ""
+    assert f"no development database at {tmp_path / 'graphql_api.db'}" in one_line(result)
+    assert list(tmp_path.iterdir()) == []
+
+    assert run("migrate", cwd=tmp_path).returncode == 0  # the database, not yet the key
+    result = run("dev-token", "dev@example.com", cwd=tmp_path)
+    assert result.returncode == 1
+    assert f"no development signing key at {tmp_path / '.dev-jwt-keys.json'}" in one_line(result)
+
+    assert run("keys", "generate", "--file", ".dev-jwt-keys.json", cwd=tmp_path).returncode == 0
+    token = run("dev-token", "dev@example.com", cwd=tmp_path)
+    assert token.returncode == 0 and token.stdout.count(".") == 2, token.stderr
+
+
+def test_make_token_prints_a_token_and_says_how_to_call_it(tmp_path: Path) -> None:
+    keys = tmp_path / "keys.json"
+    env = {
+        "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/cli.db",
+        "GRAPHQL_API_JWT_KEYS_FILE": str(keys),
+    }
+    assert run("keys", "generate", "--file", str(keys)).returncode == 0
+    assert run("migrate", env=env).returncode == 0
+
+    def make(*args: str) -> subprocess.CompletedProcess[str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("GRAPHQL_API_")}
+        return subprocess.run(  # noqa: S603 - our own Makefile
+            ["make", "--no-print-directory", "-s", "-C", str(ROOT), *args],  # noqa: S607
+            capture_output=True,
+            text=True,
+            env={**base, **env},
+            timeout=60,
+            check=False,
+        )
+
+    token = make("token", "EMAIL=dev@example.com")
+    assert token.returncode == 0, token.stderr
+    assert token.stdout.count(".") == 2 and len(token.stdout.splitlines()) == 1
+    usage = make("token")
+    assert usage.returncode != 0 and "usage: make token EMAIL=you@example.com" in usage.stderr

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +13,7 @@ from graphql_api.web.client_page import CLIENT_CSP, CLIENT_MANIFEST, STATIC_DIR
 from graphql_api.web.graphiql import GRAPHIQL_CSP
 from tests.conftest import GraphQLClient
 from tests.fake_google import CLIENT_ID
+from tests.live_server import LiveServer
 
 
 async def test_development_serves_graphiql_with_the_header_example(
@@ -25,7 +23,9 @@ async def test_development_serves_graphiql_with_the_header_example(
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
     assert response.headers["content-security-policy"] == GRAPHIQL_CSP
-    assert "graphql-api dev-token you@example.com" in response.text
+    # A command that works as printed: the venv's graphql-api is not on PATH.
+    assert "make token EMAIL=you@example.com" in response.text
+    assert "graphql-api dev-token" not in response.text
     assert "Bearer <paste a dev-token here>" in response.text
     # The pasted token is not written to localStorage.
     assert "shouldPersistHeaders: false" in response.text
@@ -124,36 +124,21 @@ class TestInProduction:
         assert (await production.http.get(path)).status_code == 404
 
 
-def _serve_output(env: dict[str, str], tmp_path: Path) -> str:
-    """What ``graphql-api serve`` prints before it listens (on a port already taken)."""
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(  # noqa: S603
-            [sys.executable, "-m", "graphql_api", "serve", "--port", str(port)],
-            env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), **env},
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    return result.stdout
-
-
 def test_serve_prints_no_graphiql_or_dev_token_in_production(
     tmp_path: Path, keys_file: Path
 ) -> None:
-    output = _serve_output(
-        {
-            "GRAPHQL_API_ENV": "production",
-            "GRAPHQL_API_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
-            "GRAPHQL_API_JWT_KEYS_FILE": str(keys_file),
-            "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
-            "GRAPHQL_API_TRUSTED_DOCUMENTS": "off",
+    server = LiveServer.start(
+        settings={
+            "ENV": "production",
+            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/prod.db",
+            "JWT_KEYS_FILE": str(keys_file),
+            "GOOGLE_CLIENT_IDS": CLIENT_ID,
+            "TRUSTED_DOCUMENTS": "off",
         },
-        tmp_path,
+        log_dir=tmp_path,
     )
+    server.stop()
+    output = server.output()
     assert "graphql_api (production)" in output
     assert "GraphiQL" not in output
     assert "dev-token" not in output

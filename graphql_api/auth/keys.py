@@ -109,6 +109,29 @@ def _parse_jwk(jwk: dict[str, Any]) -> SigningKey:
     raise KeyFileError(f"key {kid}: unsupported key type (use OKP Ed25519 or oct HS256)")
 
 
+class KeyFileExposed(KeyFileError):
+    """Users other than the file's owner may read (or change) the private keys."""
+
+
+def check_private(path: Path, *, strict: bool, setting: str = "GRAPHQL_API_JWT_KEYS_FILE") -> None:
+    """Refuse (``strict``, production) or warn about a key file that group or others may
+    read or write: whoever reads it can sign tokens for any user. Silent when the file
+    does not exist; loading it says so."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:
+        return
+    if not mode & 0o077:
+        return
+    problem = (
+        f"{setting} {path} is readable or writable by other users (mode {mode:04o}): "
+        f"run chmod 600 {path}"
+    )
+    if strict:
+        raise KeyFileExposed(problem)
+    logger.warning(problem, extra={"event": "keys_file_exposed", "mode": f"{mode:04o}"})
+
+
 def load_key_set(path: Path) -> KeySet:
     try:
         document = json.loads(path.read_text())
@@ -142,7 +165,12 @@ def _write_private(path: Path, document: dict[str, Any]) -> None:
     # Written beside the target then renamed, so a reader never sees half a file, and
     # created 0600 because it holds private keys.
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    if not path.parent.is_dir():
+        raise KeyFileError(f"cannot write {path}: the directory {path.parent} does not exist")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise KeyFileError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(fd, "w") as handle:
         json.dump(document, handle, indent=2)
         handle.write("\n")

@@ -9,9 +9,10 @@ from strawberry.http.ides import get_graphql_ide_html
 
 WELCOME = """# graphql_api: GraphiQL (development only)
 #
-# Most fields need a signed-in user. Get an access token with
+# Most fields need a signed-in user. Get an access token: in the project
+# directory (where `make run` runs), run
 #
-#     graphql-api dev-token you@example.com
+#     make token EMAIL=you@example.com
 #
 # and paste it in the Headers tab below as
 #

@@ -382,7 +382,7 @@ async def test_without_google_client_ids_the_page_says_what_to_set(
         setup = page.locator("#setup")
         await expect(setup).to_be_visible()
         await expect(setup).to_contain_text("GRAPHQL_API_GOOGLE_CLIENT_IDS")
-        await expect(setup).to_contain_text("graphql-api dev-token you@example.com")
+        await expect(setup).to_contain_text("make token EMAIL=you@example.com")
         await expect(page.locator("#page-origin")).to_have_text(server.url)
         assert not any("accounts.google.com" in url for url in requested)
         assert errors == []
@@ -401,6 +401,8 @@ def test_serve_prints_the_reference_page_graphiql_and_the_dev_token_command(
     development: LiveServer,
 ) -> None:
     output = development.output()
-    assert f"Reference client: {development.url}/" in output
-    assert f"GraphiQL:         {development.url}/graphql" in output
-    assert "graphql-api dev-token you@example.com" in output
+    # Printed as localhost (the same site as a frontend on http://localhost:5173).
+    url = development.url.replace("127.0.0.1", "localhost")
+    assert f"Reference client: {url}/" in output
+    assert f"GraphiQL:         {url}/graphql" in output
+    assert "make token EMAIL=you@example.com" in output
