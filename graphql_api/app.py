@@ -29,6 +29,7 @@ from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.dispatch import Dispatcher
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
+from graphql_api.web.graphql_ws import GraphQLWebSocket
 from graphql_api.web.limits import limit_middleware
 from graphql_api.web.security_headers import SecurityHeaders
 
@@ -102,9 +103,13 @@ def create_app(
     if container is None:
         container = Container(settings)
     engine = build_engine(settings)
+    proxies = parse_proxies(settings.trusted_proxies)
     context_getter = ContextGetter(
         services=Services(
-            auth=container.auth, users=container.users, categories=container.categories
+            auth=container.auth,
+            users=container.users,
+            categories=container.categories,
+            events=container.events,
         ),
         authenticator=container.authenticator,
         trusted_origins=settings.cors_origins,
@@ -115,7 +120,7 @@ def create_app(
         engine=engine,
         context_getter=context_getter,
         max_body=settings.max_body_bytes,
-        proxies=parse_proxies(settings.trusted_proxies),
+        proxies=proxies,
         development=settings.is_development,
     )
 
@@ -164,7 +169,18 @@ def create_app(
     if settings.is_development:
         add_client_page(routes, settings)
 
-    asgi: ASGIApp = Dispatcher(graphql_post=graphql, fallback=routes)
+    graphql_ws = GraphQLWebSocket(
+        engine=engine,
+        context_getter=context_getter,
+        max_message=settings.max_body_bytes,
+        max_subscriptions=settings.ws_max_subscriptions,
+        max_connections_per_user=settings.ws_max_connections_per_user,
+        init_timeout=settings.ws_init_timeout,
+        trusted_origins=tuple(settings.cors_origins),
+        public_origin=settings.public_origin,
+        proxies=proxies,
+    )
+    asgi: ASGIApp = Dispatcher(graphql_post=graphql, graphql_websocket=graphql_ws, fallback=routes)
     # The middleware, once for every path (innermost first).
     if settings.cors_origins:
         asgi = CORSMiddleware(

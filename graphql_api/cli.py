@@ -103,6 +103,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except ListenError as exc:
         sys.exit(f"graphql-api: {exc}")
     _check_trusted_documents(settings)
+    # The workers read it with their settings: with several processes and no Redis, a
+    # category event could not reach every subscriber, so subscriptions are off.
+    os.environ["GRAPHQL_API_SERVE_WORKERS"] = str(args.workers)
     if settings.is_development:
         # A development convenience only: production schema changes are an operator's step.
         from graphql_api.db.migrate import migrate
@@ -127,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not config.should_reload and config.workers == 1:
         config.load()  # built before it is announced; workers build their own
     _print_banner(settings, args.host, args.port)
+    _print_subscriptions(settings, args.workers)
     try:
         if config.should_reload:
             ChangeReload(config, target=server.run, sockets=sockets).run()
@@ -158,6 +162,15 @@ def _print_banner(settings: Settings, host: str, port: int) -> None:
         lines.append('                    {"Authorization": "Bearer <token>"}')
     lines.append(f"  Health:           {base}/healthz  {base}/readyz")
     print("\n".join(lines), flush=True)
+
+
+def _print_subscriptions(settings: Settings, workers: int) -> None:
+    if workers > 1 and not settings.redis_url:
+        print(
+            f"graphql-api: subscriptions are off: {workers} worker processes and no "
+            "GRAPHQL_API_REDIS_URL to share events between them",
+            flush=True,
+        )
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:

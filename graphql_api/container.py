@@ -22,6 +22,7 @@ from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimi
 from graphql_api.services.auth import AuthService
 from graphql_api.services.authentication import Authenticator
 from graphql_api.services.categories import CategoryService
+from graphql_api.services.events import bus_for
 from graphql_api.services.revocation import RevocationList
 from graphql_api.services.users import UserService
 from graphql_api.settings import Settings
@@ -98,12 +99,19 @@ class Container:
             clock=self.clock,
         )
         self.redis: Redis | None = None
-        if limiter is None and settings.redis_url:
+        if settings.redis_url:
             from redis.asyncio import Redis
 
             self.redis = Redis.from_url(settings.redis_url)
+        if limiter is None and self.redis is not None:
             limiter = RedisRateLimiter(self.redis, clock=self.clock)
         self.limiter = limiter or MemoryRateLimiter(clock=self.clock)
+        self.events = bus_for(
+            redis=self.redis,
+            processes=settings.serve_workers,
+            max_queue=settings.ws_max_queue,
+            database=settings.database_url,
+        )
         self.revocations = RevocationList(
             db=self.db,
             clock=self.clock,
@@ -119,8 +127,10 @@ class Container:
             revocations=self.revocations,
             limiter=self.limiter,
         )
-        self.users = UserService(db=self.db, clock=self.clock, revocations=self.revocations)
-        self.categories = CategoryService(db=self.db, clock=self.clock)
+        self.users = UserService(
+            db=self.db, clock=self.clock, revocations=self.revocations, events=self.events
+        )
+        self.categories = CategoryService(db=self.db, clock=self.clock, events=self.events)
         self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
 
     def _use_keys(self, keys: KeySet) -> None:
@@ -130,6 +140,7 @@ class Container:
     async def start(self) -> None:
         if self.key_watcher is not None:
             self._key_task = asyncio.create_task(self.key_watcher.run())
+        await self.events.start()
         try:
             await self.revocations.refresh(force=True)
         except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database
@@ -143,6 +154,8 @@ class Container:
             self._key_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._key_task
+        await self.events.close()
+        await self.revocations.close()
         await self.db.dispose()
         if self.redis is not None:
             await self.redis.aclose()

@@ -153,6 +153,14 @@ class Settings(BaseSettings):
     body_timeout: float = Field(default=10.0, ge=0.5, le=300)
     max_connections: int = Field(default=1000, ge=1)
     max_in_flight: int = Field(default=256, ge=1)
+    # Subscriptions (WebSocket, graphql-transport-ws): see web/graphql_ws.py.
+    ws_init_timeout: float = Field(default=5.0, gt=0, le=60)
+    ws_max_subscriptions: int = Field(default=20, ge=1)
+    ws_max_connections_per_user: int = Field(default=10, ge=1)
+    ws_max_queue: int = Field(default=100, ge=1)
+    # Set by `graphql-api serve --workers N` for its workers: with several processes and
+    # no REDIS_URL, events cannot reach every subscriber, so subscriptions are off.
+    serve_workers: int = Field(default=1, ge=1)
 
     @field_validator("database_url")
     @classmethod

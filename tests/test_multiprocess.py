@@ -195,3 +195,82 @@ async def test_serve_drains_a_request_in_flight_when_told_to_stop(
     assert rest.endswith(b'{"data":{"__typename":"Query"}}'), response
     # uvicorn re-raises the signal it caught once shutdown is complete.
     assert await asyncio.to_thread(process.process.wait, 10) in (0, -signal.SIGTERM)
+
+
+async def test_a_logout_through_one_process_closes_a_socket_on_the_other_within_a_second(
+    two_processes: tuple[LiveServer, LiveServer], fake_google: FakeGoogle
+) -> None:
+    """20 trials; the distribution is printed (pytest -s) for the record."""
+    import json
+
+    import websockets
+    from websockets.typing import Subprotocol
+
+    first, second = two_processes
+    delays: list[float] = []
+    async with httpx.AsyncClient(timeout=10) as http:
+        for _ in range(20):
+            ip = fresh_client_ip()
+            body = await login(http, first, fake_google, ip=ip)
+            token = body["data"]["googleLogin"]["accessToken"]
+            url = second.url.replace("http://", "ws://") + "/graphql"
+            async with websockets.connect(
+                url, subprotocols=[Subprotocol("graphql-transport-ws")]
+            ) as ws:
+                init = {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+                await ws.send(json.dumps(init))
+                assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+                await gql(http, first, "mutation { logout }", token=token, ip=ip)
+                logged_out = time.monotonic()
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await asyncio.wait_for(ws.recv(), 5)
+                delays.append(time.monotonic() - logged_out)
+            assert closed.value.rcvd is not None
+            assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4403, "Session ended")
+    delays.sort()
+    print(
+        "socket closed after a logout on the other process, 20 trials: "
+        f"min {delays[0] * 1000:.0f} ms, median {delays[10] * 1000:.0f} ms, "
+        f"p90 {delays[17] * 1000:.0f} ms, max {delays[-1] * 1000:.0f} ms"
+    )
+    assert delays[-1] < 1.0, delays
+
+
+async def test_an_event_made_through_one_process_reaches_a_subscriber_on_the_other(
+    two_processes: tuple[LiveServer, LiveServer], fake_google: FakeGoogle
+) -> None:
+    import json
+
+    import websockets
+    from websockets.typing import Subprotocol
+
+    first, second = two_processes
+    ip = fresh_client_ip()
+    async with httpx.AsyncClient(timeout=10) as http:
+        token = (await login(http, first, fake_google, ip=ip))["data"]["googleLogin"]["accessToken"]
+        url = second.url.replace("http://", "ws://") + "/graphql"
+        async with websockets.connect(
+            url, subprotocols=[Subprotocol("graphql-transport-ws")]
+        ) as ws:
+            await ws.send(
+                json.dumps(
+                    {"type": "connection_init", "payload": {"authorization": f"Bearer {token}"}}
+                )
+            )
+            assert json.loads(await asyncio.wait_for(ws.recv(), 5))["type"] == "connection_ack"
+            query = "subscription { categoryEvents { kind category { name } } }"
+            await ws.send(json.dumps({"id": "1", "type": "subscribe", "payload": {"query": query}}))
+            await asyncio.sleep(0.3)
+            created = await gql(
+                http,
+                first,
+                'mutation { createCategory(input: {name: "Across"}) { id } }',
+                token=token,
+                ip=ip,
+            )
+            assert "errors" not in created, created
+            message = json.loads(await asyncio.wait_for(ws.recv(), 5))
+    assert message["payload"]["data"]["categoryEvents"] == {
+        "kind": "CREATED",
+        "category": {"name": "Across"},
+    }

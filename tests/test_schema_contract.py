@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from graphql import (
 
 ROOT = Path(__file__).parents[1]
 SCHEMA = build_schema((ROOT / "schema" / "schema.graphql").read_text())
+CONTRACT = ROOT.parent / "shared" / "contract.md"
 
 
 def _public_types() -> list[str]:
@@ -39,3 +41,18 @@ def test_every_public_type_field_and_argument_is_described(name: str) -> None:
     if isinstance(type_, GraphQLEnumType):
         missing += [f"{name}.{v}" for v, value in type_.values.items() if not value.description]
     assert not missing, f"undescribed: {missing}"
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason="the contract lives beside the project")
+def test_the_sdl_contains_every_type_and_field_of_the_contract() -> None:
+    sdl = CONTRACT.read_text().split("```graphql", 1)[1].split("```", 1)[0]
+    for kind, name, body in re.findall(r"(type|input|enum)\s+(\w+)\s*\{([^}]*)\}", sdl):
+        assert name in SCHEMA.type_map, name
+        type_ = SCHEMA.type_map[name]
+        if kind == "enum":
+            assert isinstance(type_, GraphQLEnumType)
+            assert set(body.split()) <= set(type_.values), name
+            continue
+        assert isinstance(type_, GraphQLObjectType | GraphQLInputObjectType), name
+        for field_name in re.findall(r"^\s*(\w+)\s*[(:]", body, flags=re.MULTILINE):
+            assert field_name in type_.fields, f"{name}.{field_name}"

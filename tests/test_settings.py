@@ -54,6 +54,11 @@ MALFORMED: dict[str, str] = {
     "engine_strict": "perhaps",
     "trusted_documents": "maybe",
     "trusted_documents_files": "/nonexistent/manifest.json",
+    "ws_init_timeout": "0",
+    "ws_max_subscriptions": "0",
+    "ws_max_connections_per_user": "many",
+    "ws_max_queue": "-5",
+    "serve_workers": "0",
 }
 COMMANDS = {
     "serve": ["serve", "--port", str(free_port())],

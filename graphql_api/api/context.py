@@ -12,7 +12,7 @@ response (a refresh cookie set or cleared).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import TYPE_CHECKING
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from graphql_api.records import UserRecord
     from graphql_api.services.auth import AuthService
     from graphql_api.services.categories import CategoryService
+    from graphql_api.services.events import EventBus
     from graphql_api.services.users import UserService
 
 logger = logging.getLogger("graphql_api.auth")
@@ -56,6 +57,7 @@ class Services:
     auth: AuthService
     users: UserService
     categories: CategoryService
+    events: EventBus
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +95,10 @@ class Context:
     # False when a cookie-carried refresh would come from a foreign origin.
     origin_trusted: bool = True
     response: ResponseActions = field(default_factory=ResponseActions)
+    # Long-lived connections: watch the caller's session (returns "stop watching"), and
+    # what to do when a subscriber falls too far behind (the socket closes).
+    watch_session: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+    on_overflow: Callable[[], None] | None = None
 
     @property
     def user_id(self) -> int | None:
@@ -109,6 +115,11 @@ class Context:
     def renewed(self) -> Context:
         """The same caller with fresh loaders: the engine's retry after a plan attempt."""
         return replace(self)
+
+    def next_event(self) -> None:
+        """A subscription's next event starts with fresh loaders: what it reads (the
+        viewer's role, the owner) is as of that event, not of the connection's start."""
+        self.__dict__.pop("loaders", None)
 
     def unauthenticated(self) -> Unauthenticated:
         """The error for a field that needs a signed-in caller; in development it says
@@ -157,6 +168,13 @@ class ContextGetter:
 
     async def __call__(self, facts: RequestFacts) -> Context:
         caller, refusal = await self._authenticate(facts)
+        watch = None
+        if caller is not None:
+            authenticator = self.authenticator
+
+            def watch(on_end: Callable[[], None], caller: Caller = caller) -> Callable[[], None]:
+                return authenticator.watch(caller, on_end)
+
         return Context(
             services=self.services,
             client=Client(ip=facts.client_ip, user_agent=facts.user_agent or None),
@@ -167,6 +185,7 @@ class ContextGetter:
             cookie_transport=facts.cookie_transport,
             refresh_cookie=facts.refresh_cookie,
             origin_trusted=self._origin_trusted(facts),
+            watch_session=watch,
         )
 
     async def _authenticate(self, facts: RequestFacts) -> tuple[Caller | None, TokenRefused | None]:

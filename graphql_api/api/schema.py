@@ -7,6 +7,7 @@ from strawberry.schema.config import StrawberryConfig
 
 from graphql_api.api.mutations import Mutation
 from graphql_api.api.queries import Query
+from graphql_api.api.subscriptions import Subscription
 from graphql_api.engine import EngineSchema
 
 
@@ -15,10 +16,12 @@ def build_schema(*, development: bool = False) -> EngineSchema:
     return EngineSchema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         config=StrawberryConfig(disable_field_suggestions=not development),
     )
 
 
 def sdl() -> str:
     """The schema as SDL, as committed in schema/schema.graphql."""
-    return strawberry.Schema(query=Query, mutation=Mutation).as_str() + "\n"
+    schema = strawberry.Schema(query=Query, mutation=Mutation, subscription=Subscription)
+    return schema.as_str() + "\n"

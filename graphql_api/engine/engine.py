@@ -17,9 +17,11 @@ Errors come out mapped to the contract's codes (``errors.py``), whichever path r
 
 from __future__ import annotations
 
+import contextlib
+import inspect
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +29,7 @@ import strawberry
 from graphql import (
     ASTValidationRule,
     DocumentNode,
+    ExecutionResult,
     GraphQLError,
     GraphQLSyntaxError,
     MaxIntrospectionDepthRule,
@@ -35,6 +38,7 @@ from graphql import (
     OperationType,
     parse,
     specified_rules,
+    subscribe,
 )
 from strawberry.exceptions import MissingQueryError
 from strawberry.schema.exceptions import CannotGetOperationTypeError, InvalidOperationTypeError
@@ -302,6 +306,77 @@ class Engine:
         result.operation_type = meta["operation_type"]
         result.operation_name = meta["operation_name"]
         return result
+
+    async def subscribe(
+        self, request: GraphQLRequest, context: Any
+    ) -> Result | AsyncGenerator[Result, None]:
+        """Run an operation for a streaming transport (WebSocket ``subscribe``): a
+        subscription gives its results one by one; a query or mutation, or a request that
+        cannot start (refused, invalid, or an error creating the stream), one ``Result``."""
+        resolved = self._document_text(request)
+        if isinstance(resolved, Result):
+            return resolved
+        if self.foreign_extensions:
+            return await self._strawberry_stream(resolved, request, context)
+        entry = self._entry(resolved)
+        if isinstance(entry, Result):
+            return entry
+        meta: dict[str, Any] = {"document_id": request.document_id}
+        if entry.errors:
+            return self._result(None, list(entry.errors), context, **meta)
+        operation = select_operation(entry.document, request.operation_name)
+        if operation is None or operation.operation is not OperationType.SUBSCRIPTION:
+            return await self.execute(request, context)
+        meta["operation_type"] = operation.operation.value
+        meta["operation_name"] = operation.name.value if operation.name else None
+        _, limit_errors = check_variables(self.graphql_schema, entry, operation, request.variables)
+        if limit_errors:
+            return self._result(None, limit_errors, context, **meta)
+        stream = subscribe(
+            self.graphql_schema,
+            entry.document,
+            context_value=context,
+            variable_values=request.variables,
+            operation_name=request.operation_name,
+        )
+        if inspect.isawaitable(stream):
+            stream = await stream
+        if isinstance(stream, ExecutionResult):
+            return self._result(stream.data, list(stream.errors or ()), context, **meta)
+        return self._results(stream, context, meta)
+
+    async def _results(
+        self, stream: AsyncIterator[ExecutionResult], context: Any, meta: dict[str, Any]
+    ) -> AsyncGenerator[Result, None]:
+        try:
+            async for result in stream:
+                yield self._result(result.data, list(result.errors or ()), context, **meta)
+        finally:
+            close = getattr(stream, "aclose", None)
+            if close is not None:
+                await close()
+
+    async def _strawberry_stream(
+        self, query: str, request: GraphQLRequest, context: Any
+    ) -> Result | AsyncGenerator[Result, None]:
+        """Strawberry's own streaming path, for schemas whose extensions must run."""
+        try:
+            stream = await self.schema.stream(
+                query,
+                variable_values=request.variables,
+                context_value=context,
+                operation_name=request.operation_name,
+            )
+        except (MissingQueryError, CannotGetOperationTypeError, InvalidOperationTypeError):
+            return refusal(CANNOT_RUN, "BAD_USER_INPUT")
+
+        async def results() -> AsyncGenerator[Result, None]:
+            async with contextlib.aclosing(stream):
+                async for result in stream:
+                    errors = list(getattr(result, "errors", None) or ())
+                    yield self._result(getattr(result, "data", None), errors, context)
+
+        return results()
 
     def _document_text(self, request: GraphQLRequest) -> str | Result:
         """The text to run, or the refusal of a request that names no runnable document.

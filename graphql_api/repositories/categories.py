@@ -111,6 +111,10 @@ async def pages_by_owner(
     return pages
 
 
+async def ids_of_owner(*, session: AsyncSession, owner_id: int) -> list[int]:
+    return list(await session.scalars(select(_table.c.id).where(_table.c.owner_id == owner_id)))
+
+
 async def delete_by_id(*, session: AsyncSession, category_id: int) -> bool:
     result = await session.execute(delete(Category).where(Category.id == category_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -6,6 +6,7 @@ against the revocation list, on every request and every WebSocket event.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from graphql_api.auth.tokens import AccessTokenCodec, InvalidToken
@@ -59,3 +60,8 @@ class Authenticator:
         if await self.revocations.is_revoked(claims.session_id):
             raise TokenRefused("revoked", "revoked")
         return Caller(claims.user_id, claims.session_id, claims.expires_at)
+
+    def watch(self, caller: Caller, on_end: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_end`` when the caller's session ends, on whichever process ends it
+        (within the revocation poll interval); returns the function that stops watching."""
+        return self.revocations.watch(caller.session_id, on_end)

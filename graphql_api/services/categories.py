@@ -1,7 +1,8 @@
 """Category use cases: read pages, create, rename, describe, delete, with their rules.
 
 Every change takes the acting user's id and decides "owner or admin" inside the write
-transaction that makes it, on the rows that transaction read.
+transaction that makes it, on the rows that transaction read. Once committed, each change
+is published as a category event (``services/events.py``) for subscriptions.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from graphql_api.errors import BadUserInput, NotFound, Unauthenticated
 from graphql_api.records import CategoryPage, CategoryRecord
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
+from graphql_api.services.events import CategoryChange, ChangeKind, EventBus, LocalEventBus
 from graphql_api.services.policies import require_owner_or_admin
 from graphql_api.services.validation import clean_description, clean_name, name_key
 
@@ -38,9 +40,10 @@ class CategoryChanges:
 
 
 class CategoryService:
-    def __init__(self, *, db: Database, clock: Clock) -> None:
+    def __init__(self, *, db: Database, clock: Clock, events: EventBus | None = None) -> None:
         self.db = db
         self.clock = clock
+        self.events: EventBus = events or LocalEventBus()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -107,7 +110,9 @@ class CategoryService:
         except IntegrityError:
             # Two clients raced for the same name, or the actor was deleted meanwhile.
             raise BadUserInput(DUPLICATE, field="name") from None
-        return categories_repo.record(category)
+        record = categories_repo.record(category)
+        await self.events.publish(CategoryChange(ChangeKind.CREATED, record.id, actor_id, record))
+        return record
 
     async def update(
         self, *, actor_id: int, category_id: int, changes: CategoryChanges
@@ -131,12 +136,18 @@ class CategoryService:
                 await session.flush()
         except IntegrityError:
             raise BadUserInput(DUPLICATE, field="name") from None
-        return categories_repo.record(category)
+        record = categories_repo.record(category)
+        await self.events.publish(
+            CategoryChange(ChangeKind.UPDATED, record.id, record.owner_id, record)
+        )
+        return record
 
     async def delete(self, *, actor_id: int, category_id: int) -> None:
         async with self.db.writer() as session:
-            await self._owned(session, actor_id, category_id)
+            category = await self._owned(session, actor_id, category_id)
+            owner_id = category.owner_id
             await categories_repo.delete_by_id(session=session, category_id=category_id)
+        await self.events.publish(CategoryChange(ChangeKind.DELETED, category_id, owner_id, None))
 
     @staticmethod
     async def _owned(session: AsyncSession, actor_id: int, category_id: int) -> Category:

@@ -6,16 +6,25 @@ the ids of recently ended sessions in memory and re-reads the log at most every
 request that finds the set stale), so a logout in one process is refused by every other
 process serving the same database within ``poll_interval`` (<= 1 s). Entries older than
 an access token's lifetime are dropped: such tokens have expired anyway.
+
+Long-lived connections (WebSockets) ``watch`` their session: while anything watches, the
+log is polled in the background too, and a watcher hears of its session's end within
+``poll_interval`` of the commit, on every process.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.repositories import sessions as sessions_repo
+
+logger = logging.getLogger("graphql_api.revocation")
 
 # Re-read this much of the log before the last poll: a transaction that committed just
 # after our previous read may carry an older revoked_at.
@@ -40,6 +49,49 @@ class RevocationList:
         self._since: datetime | None = None
         self._lock = asyncio.Lock()
         self.polls = 0
+        self._watchers: dict[str, set[Callable[[], None]]] = {}
+        self._watch_task: asyncio.Task[None] | None = None
+
+    def watch(self, session_id: str, on_end: Callable[[], None]) -> Callable[[], None]:
+        """Call ``on_end`` once when ``session_id`` ends (at once if it has); returns the
+        function that stops watching."""
+        if session_id in self._revoked:
+            on_end()
+            return lambda: None
+        self._watchers.setdefault(session_id, set()).add(on_end)
+        if self._watch_task is None or self._watch_task.done():
+            self._watch_task = asyncio.create_task(self._poll_while_watched())
+
+        def unwatch() -> None:
+            watchers = self._watchers.get(session_id)
+            if watchers is not None:
+                watchers.discard(on_end)
+                if not watchers:
+                    del self._watchers[session_id]
+
+        return unwatch
+
+    async def close(self) -> None:
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+
+    async def _poll_while_watched(self) -> None:
+        while self._watchers:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                await self.refresh()
+            except Exception as exc:  # noqa: BLE001 - the database may be away; poll again
+                logger.warning(
+                    "cannot read the revocation log for open connections",
+                    extra={"event": "revocation_poll_failed", "reason": exc.__class__.__name__},
+                )
+
+    def _ended(self, session_ids: list[str]) -> None:
+        for sid in session_ids:
+            for on_end in self._watchers.pop(sid, ()):
+                on_end()
 
     async def is_revoked(self, session_id: str) -> bool:
         if self.clock.monotonic() - self._polled_at >= self.poll_interval:
@@ -51,6 +103,7 @@ class RevocationList:
         now = self.clock.timestamp()
         for sid in session_ids:
             self._revoked[sid] = now
+        self._ended(session_ids)
 
     async def refresh(self, *, force: bool = False) -> None:
         async with self._lock:
@@ -68,6 +121,8 @@ class RevocationList:
                 rows = await sessions_repo.revocations_since(session=session, since=since)
             for sid, revoked_at in rows:
                 self._revoked[sid] = revoked_at.timestamp()
+            if self._watchers:
+                self._ended([sid for sid, _ in rows if sid in self._watchers])
             self._since = now
             self._polled_at = started
             self.polls += 1

@@ -14,8 +14,10 @@ from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.errors import BadUserInput, NotFound, Unauthenticated
 from graphql_api.records import Role, UserRecord
+from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.repositories import users as users_repo
+from graphql_api.services.events import CategoryChange, ChangeKind, EventBus, LocalEventBus
 from graphql_api.services.policies import require_role_changer, require_user_manager
 from graphql_api.services.revocation import RevocationList
 from graphql_api.services.validation import clean_name, clean_picture_url
@@ -34,10 +36,18 @@ class UserChanges:
 
 
 class UserService:
-    def __init__(self, *, db: Database, clock: Clock, revocations: RevocationList) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        revocations: RevocationList,
+        events: EventBus | None = None,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.revocations = revocations
+        self.events: EventBus = events or LocalEventBus()
 
     # --- reads ------------------------------------------------------------------------
 
@@ -119,8 +129,14 @@ class UserService:
             ended = await sessions_repo.revoke(
                 session=session, session_ids=ids, user_id=user_id, now=now, reason="user_deleted"
             )
+            # Their categories go with them (ON DELETE CASCADE): subscribers hear of each.
+            categories = await categories_repo.ids_of_owner(session=session, owner_id=user_id)
             await users_repo.delete_by_id(session=session, user_id=user_id)
         self.revocations.add(ended)
+        for category_id in categories:
+            await self.events.publish(
+                CategoryChange(ChangeKind.DELETED, category_id, user_id, None)
+            )
         audit.info(
             "user deleted",
             extra={"event": "user_deleted", "user_id": user_id, "actor_id": actor_id},

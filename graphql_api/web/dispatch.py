@@ -1,5 +1,5 @@
-"""The front door: POST /graphql (nearly all traffic) straight to its endpoint, everything
-else (and the lifespan) to the FastAPI routes.
+"""The front door: POST /graphql (nearly all traffic) straight to its endpoint, WebSockets
+on /graphql to theirs, everything else (and the lifespan) to the FastAPI routes.
 
 FastAPI's router and per-route machinery cost as much as a small query; the GraphQL
 endpoint needs none of it. Middleware (security headers, CORS, limits) wraps this
@@ -16,16 +16,18 @@ GRAPHQL_PATH = "/graphql"
 
 
 class Dispatcher:
-    def __init__(self, *, graphql_post: ASGIApp, fallback: ASGIApp) -> None:
+    def __init__(
+        self, *, graphql_post: ASGIApp, graphql_websocket: ASGIApp, fallback: ASGIApp
+    ) -> None:
         self.graphql_post = graphql_post
+        self.graphql_websocket = graphql_websocket
         self.fallback = fallback
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            scope["type"] == "http"
-            and scope["method"] == "POST"
-            and get_route_path(scope) == GRAPHQL_PATH
-        ):
+        kind = scope["type"]
+        if kind == "http" and scope["method"] == "POST" and get_route_path(scope) == GRAPHQL_PATH:
             await self.graphql_post(scope, receive, send)
+        elif kind == "websocket" and get_route_path(scope) == GRAPHQL_PATH:
+            await self.graphql_websocket(scope, receive, send)
         else:
             await self.fallback(scope, receive, send)
