@@ -153,12 +153,15 @@ def create_app(
 
     @routes.get("/readyz", include_in_schema=False)
     async def readyz() -> Response:
-        try:
-            await container.db.ping()
-        except Exception:  # noqa: BLE001 - any failure means "not ready"
-            logger.warning("database not ready", extra={"event": "readyz_failed"})
-            return JSONResponse({"status": "unavailable"}, status_code=503)
-        return JSONResponse({"status": "ok"})
+        # Answered within a second whatever the dependencies do (services/health.py).
+        problems = await container.readiness.problems(within=0.9)
+        if problems:
+            return JSONResponse(
+                {"status": "unavailable", "reasons": problems},
+                status_code=503,
+                headers={"cache-control": "no-store", "retry-after": "2"},
+            )
+        return JSONResponse({"status": "ok"}, headers={"cache-control": "no-store"})
 
     @routes.get("/.well-known/jwks.json", include_in_schema=False)
     async def jwks() -> Response:

@@ -17,12 +17,20 @@ from graphql_api.auth.google import (
 from graphql_api.auth.keys import KeyFileWatcher, KeySet, generate_key_file, load_key_set
 from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock
-from graphql_api.db.engine import Database
-from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
+from graphql_api.db.engine import Database, Timeouts
+from graphql_api.db.migrate import head_revision
+from graphql_api.rate_limit import (
+    FallbackRateLimiter,
+    MemoryRateLimiter,
+    RateLimiter,
+    RedisRateLimiter,
+)
 from graphql_api.services.auth import AuthService
 from graphql_api.services.authentication import Authenticator
 from graphql_api.services.categories import CategoryService
 from graphql_api.services.events import bus_for
+from graphql_api.services.health import Readiness
+from graphql_api.services.maintenance import Pruner
 from graphql_api.services.revocation import RevocationList
 from graphql_api.services.users import UserService
 from graphql_api.settings import Settings
@@ -71,6 +79,11 @@ class Container:
             settings.database_url,
             pool_size=settings.db_pool_size,
             max_overflow=settings.db_max_overflow,
+            timeouts=Timeouts(
+                connect=settings.db_connect_timeout,
+                checkout=settings.db_pool_timeout,
+                statement=settings.db_statement_timeout,
+            ),
         )
         # Keys handed in (tests) are fixed; keys from a file follow the file.
         self.key_watcher: KeyFileWatcher | None = None
@@ -99,15 +112,33 @@ class Container:
             clock=self.clock,
         )
         self.redis: Redis | None = None
+        self.redis_pubsub: Redis | None = None
         if settings.redis_url:
             from redis.asyncio import Redis
 
-            self.redis = Redis.from_url(settings.redis_url)
+            # Requests never wait on Redis longer than this (rate limits fall back in-process);
+            # the event listener blocks on its own connection, without a read timeout.
+            self.redis = Redis.from_url(
+                settings.redis_url,
+                socket_timeout=settings.redis_timeout,
+                socket_connect_timeout=settings.redis_timeout,
+                health_check_interval=10,
+            )
+            self.redis_pubsub = Redis.from_url(
+                settings.redis_url,
+                socket_connect_timeout=settings.redis_timeout,
+                health_check_interval=10,
+            )
         if limiter is None and self.redis is not None:
-            limiter = RedisRateLimiter(self.redis, clock=self.clock)
+            limiter = FallbackRateLimiter(
+                RedisRateLimiter(self.redis, clock=self.clock),
+                MemoryRateLimiter(clock=self.clock),
+                timeout=settings.redis_timeout,
+                clock=self.clock,
+            )
         self.limiter = limiter or MemoryRateLimiter(clock=self.clock)
         self.events = bus_for(
-            redis=self.redis,
+            redis=self.redis_pubsub,
             processes=settings.serve_workers,
             max_queue=settings.ws_max_queue,
             database=settings.database_url,
@@ -132,6 +163,11 @@ class Container:
         )
         self.categories = CategoryService(db=self.db, clock=self.clock, events=self.events)
         self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
+        self.readiness = Readiness(db=self.db, head=head_revision(), redis=self.redis)
+        self.pruner = Pruner(
+            db=self.db, clock=self.clock, revocation_retention=self.revocations.retention
+        )
+        self._prune_task: asyncio.Task[None] | None = None
 
     def _use_keys(self, keys: KeySet) -> None:
         self.keys = keys
@@ -141,6 +177,10 @@ class Container:
         if self.key_watcher is not None:
             self._key_task = asyncio.create_task(self.key_watcher.run())
         await self.events.start()
+        if self.settings.prune_interval > 0:
+            self._prune_task = asyncio.create_task(
+                self.pruner.run(every=self.settings.prune_interval)
+            )
         try:
             await self.revocations.refresh(force=True)
         except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database
@@ -150,12 +190,14 @@ class Container:
             )
 
     async def close(self) -> None:
-        if self._key_task is not None:
-            self._key_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._key_task
+        for task in (self._key_task, self._prune_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.events.close()
         await self.revocations.close()
         await self.db.dispose()
-        if self.redis is not None:
-            await self.redis.aclose()
+        for client in (self.redis, self.redis_pubsub):
+            if client is not None:
+                await client.aclose()

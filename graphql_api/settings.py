@@ -109,7 +109,13 @@ class Settings(BaseSettings):
     database_url: str = "sqlite+aiosqlite:///./graphql_api.db"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=10, ge=0)
+    # Seconds: a database that is down or stalls costs at most this (SERVICE_UNAVAILABLE).
+    db_connect_timeout: float = Field(default=3.0, gt=0, le=60)
+    db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
+    db_statement_timeout: float = Field(default=5.0, gt=0, le=300)
     redis_url: str | None = None
+    # Seconds a request may wait on Redis before rate limits are counted in-process.
+    redis_timeout: float = Field(default=0.2, gt=0, le=5)
 
     google_client_ids: CommaList = []
     google_certs_url: str = GOOGLE_CERTS_URL
@@ -125,6 +131,8 @@ class Settings(BaseSettings):
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60)
     session_idle_ttl: int = Field(default=7 * 86400, ge=60)
     revocation_poll_interval: float = Field(default=0.5, gt=0, le=1.0)
+    # Seconds between automatic prunes of expired rows (0: only `graphql-api prune`).
+    prune_interval: float = Field(default=3600, ge=0)
 
     login_rate_limit: str = "10/minute"
     refresh_rate_limit: str = "30/minute"

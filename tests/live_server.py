@@ -48,7 +48,20 @@ class LiveServer:
         arguments: tuple[str, ...] = (),
     ) -> LiveServer:
         """Start ``serve`` with ``settings`` (and more ``arguments``, e.g. ``--workers``)
-        and wait until /readyz answers 200."""
+        and wait until /readyz answers 200. Production never migrates on its own: its
+        database is migrated first, as an operator would."""
+        if settings.get("ENV") == "production":
+            migrated = subprocess.run(  # noqa: S603 - our own CLI
+                [*COMMAND, "migrate"],
+                cwd=ROOT,
+                env=environment(settings),
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if migrated.returncode != 0:
+                pytest.fail(f"graphql-api migrate failed:\n{migrated.stderr}")
         port = free_port()
         log = log_dir / f"serve-{port}.log"
         with log.open("wb") as out:

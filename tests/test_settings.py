@@ -59,6 +59,11 @@ MALFORMED: dict[str, str] = {
     "ws_max_connections_per_user": "many",
     "ws_max_queue": "-5",
     "serve_workers": "0",
+    "redis_timeout": "fast",
+    "db_connect_timeout": "0",
+    "db_pool_timeout": "-1",
+    "db_statement_timeout": "forever",
+    "prune_interval": "hourly",
 }
 COMMANDS = {
     "serve": ["serve", "--port", str(free_port())],

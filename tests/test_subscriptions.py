@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import subprocess
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -32,7 +31,7 @@ from graphql_api.auth.keys import load_key_set
 from graphql_api.auth.tokens import AccessTokenCodec
 from tests.conftest import ADMIN_EMAIL, FakeClock
 from tests.fake_google import CLIENT_ID, FakeGoogle
-from tests.live_server import COMMAND, LiveServer, environment
+from tests.live_server import LiveServer
 
 PROTOCOL = "graphql-transport-ws"
 LOGIN = """mutation($t: String!) {
@@ -114,11 +113,6 @@ def serve(fake_google: FakeGoogle, keys_file: Path, tmp_path: Path) -> Iterator[
             "REFRESH_RATE_LIMIT": "1000/minute",
             **overrides,
         }
-        if settings["ENV"] == "production":  # production never migrates on its own
-            migrated = subprocess.run(  # noqa: S603 - our own CLI
-                [*COMMAND, "migrate"], env=environment(settings), capture_output=True, check=False
-            )
-            assert migrated.returncode == 0, migrated.stderr
         live = LiveServer.start(settings=settings, log_dir=tmp_path, arguments=arguments)
         started.append(live)
         return Server(live, fake_google)

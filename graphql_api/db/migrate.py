@@ -37,3 +37,12 @@ def _upgrade(connection: object, url: str, revision: str) -> None:
 
 def migrate_sync(url: str) -> None:
     asyncio.run(migrate(url))
+
+
+def head_revision() -> str:
+    """The latest migration this code knows."""
+    from alembic.script import ScriptDirectory
+
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None  # noqa: S101 - the package ships its migrations
+    return head

@@ -31,6 +31,16 @@ async def find_refresh_token(*, session: AsyncSession, token_hash: str) -> Refre
     return await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
 
 
+async def user_of_unused_refresh_token(*, session: AsyncSession, token_hash: str) -> int | None:
+    """The user whose not yet rotated refresh token this is, if any (no lock)."""
+    found: int | None = await session.scalar(
+        select(Session.user_id)
+        .join(RefreshToken, RefreshToken.session_id == Session.id)
+        .where(RefreshToken.token_hash == token_hash, RefreshToken.rotated_at.is_(None))
+    )
+    return found
+
+
 async def mark_rotated(*, session: AsyncSession, token_id: int, now: datetime) -> bool:
     """Compare-and-set: true for exactly one caller, however many race on the same token."""
     result = await session.execute(
@@ -79,9 +89,24 @@ async def revocations_since(
     return [(sid, at) for sid, at in rows]
 
 
-async def prune(*, session: AsyncSession, revoked_before: datetime, now: datetime) -> None:
-    await session.execute(delete(Revocation).where(Revocation.revoked_at < revoked_before))
-    await session.execute(delete(UsedGoogleToken).where(UsedGoogleToken.expires_at < now))
+async def prune(
+    *, session: AsyncSession, revoked_before: datetime, ended_before: datetime, now: datetime
+) -> dict[str, int]:
+    """Delete what no longer matters; how many rows of each kind went."""
+    revocations = await session.execute(
+        delete(Revocation).where(Revocation.revoked_at < revoked_before)
+    )
+    tokens = await session.execute(delete(UsedGoogleToken).where(UsedGoogleToken.expires_at < now))
+    sessions = await session.execute(
+        delete(Session).where(
+            (Session.revoked_at < ended_before) | (Session.expires_at < ended_before)
+        )
+    )
+    return {
+        "revocations": revocations.rowcount,  # type: ignore[attr-defined]
+        "used_google_tokens": tokens.rowcount,  # type: ignore[attr-defined]
+        "sessions": sessions.rowcount,  # type: ignore[attr-defined]
+    }
 
 
 async def remember_google_token(

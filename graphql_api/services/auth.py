@@ -133,8 +133,17 @@ class AuthService:
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             _audit("refresh", "rejected", client, reason="malformed")
             raise Unauthenticated(REFRESH_FAILED)
+        token_hash = hash_refresh_token(refresh_token)
+        # Per user too, not only per IP, and before the transaction: a rate limiter (Redis)
+        # is never waited on while the session row is locked. Raised here: nothing rotates.
+        async with self.db.reader() as session:
+            user_id = await sessions_repo.user_of_unused_refresh_token(
+                session=session, token_hash=token_hash
+            )
+        if user_id is not None:
+            await self.limiter.hit(f"refresh:user:{user_id}", self.settings.refresh_rate)
         async with self.db.writer() as session:
-            rotation = await self._rotate(session, hash_refresh_token(refresh_token), client)
+            rotation = await self._rotate(session, token_hash, client)
         row = rotation.row
         fields = {"user_id": row.user_id, "session_id": row.id} if row is not None else {}
         _audit("refresh", rotation.outcome, client, **fields)
@@ -168,9 +177,6 @@ class AuthService:
             return _Rotation("unknown")
         if not self._alive(row, now):
             return _Rotation("expired", row)
-        if found.rotated_at is None:
-            # Per user too, not only per IP. Raised inside the transaction: nothing rotates.
-            await self.limiter.hit(f"refresh:user:{row.user_id}", self.settings.refresh_rate)
         if found.rotated_at is not None or not await sessions_repo.mark_rotated(
             session=session, token_id=found.id, now=now
         ):

@@ -23,7 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from graphql_api.api.context import Context, RequestFacts
 from graphql_api.engine import Engine, GraphQLRequest, RequestError, Result
-from graphql_api.errors import UNEXPECTED_MESSAGE
+from graphql_api.errors import UNEXPECTED_MESSAGE, ServiceUnavailable
 from graphql_api.web.client_ip import Network, client_ip
 from graphql_api.web.graphiql import GRAPHIQL_CSP, graphiql_html
 
@@ -166,8 +166,16 @@ class GraphQLEndpoint:
             return self._respond(refused, request_id, None)
         try:
             context = await self.context_getter(self.facts(request, request_id))
+        except ServiceUnavailable as unavailable:
+            # The revocation list cannot be read: fail closed, and say to retry.
+            return error_response(
+                503,
+                unavailable.message,
+                unavailable.code,
+                request_id=request_id,
+                retry_after=unavailable.retry_after,
+            )
         except Exception:
-            # E.g. the revocation list cannot be read: fail closed, say nothing more.
             logger.exception(
                 "cannot build the request context",
                 extra={"event": "context_failed", "request_id": request_id},
@@ -203,7 +211,7 @@ class GraphQLEndpoint:
             headers["retry-after"] = str(max(retry))
         response = Response(
             orjson.dumps(result.formatted()),
-            status_code=result.status,
+            status_code=503 if _unavailable(result) else result.status,
             media_type="application/json",
             headers=headers,
         )
@@ -227,3 +235,11 @@ class GraphQLEndpoint:
                 samesite="strict",
             )
         return response
+
+
+def _unavailable(result: Result) -> bool:
+    """The whole request failed because a dependency is down: nothing but
+    SERVICE_UNAVAILABLE errors, and no data (or only nulls at the top)."""
+    if not result.errors or any(code != ServiceUnavailable.code for code in result.codes):
+        return False
+    return result.data is None or all(value is None for value in result.data.values())
