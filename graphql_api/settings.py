@@ -232,11 +232,11 @@ class Settings(BaseSettings):
     @field_validator("trusted_documents_files")
     @classmethod
     def _files(cls, value: list[Path]) -> list[Path]:
-        # Whether each one loads is checked at start-up (engine/trusted.py); here, that it
-        # names a file at all, so that every command refuses a typo the same way.
+        # Only the shape here: whether each one loads is checked at start-up, with the
+        # file, the entry and the reason (engine/trusted.py).
         for path in value:
-            if not path.is_file():
-                raise ValueError(f"{path} is not a file")
+            if path.is_dir():
+                raise ValueError(f"{path} is a directory; name the manifest files")
         return value
 
     @field_validator("trusted_documents", mode="before")

@@ -371,22 +371,30 @@ def test_keys_generate_into_a_missing_directory_is_one_line(tmp_path: Path) -> N
     assert f"{tmp_path / 'missing'} does not exist" in lines[0]
 
 
+def head_revision() -> str:
+    """The latest revision as `migrate` names it: "0002 (what it does)"."""
+    from graphql_api.db.revisions import history
+
+    return str(history("sqlite://")[-1])
+
+
 def test_migrate_says_what_it_did_and_status_exits_1_when_behind(tmp_path: Path) -> None:
     env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    head = head_revision()
     behind = run("migrate", "--status", env=env)
     assert behind.returncode == 1, behind.stderr
-    assert "current:  none" in behind.stdout and "latest:   0001 (initial schema)" in behind.stdout
+    assert "current:  none" in behind.stdout and f"latest:   {head}" in behind.stdout
     assert not (tmp_path / "m.db").exists()  # asking changes nothing
 
     first = run("migrate", env=env)
     assert first.returncode == 0, first.stderr
-    assert "upgraded from an empty database to 0001 (initial schema)" in first.stdout
+    assert f"upgraded from an empty database to {head}" in first.stdout
     again = run("migrate", env=env)
-    assert "already at 0001 (initial schema)" in again.stdout
+    assert f"already at {head}" in again.stdout
     status = run("migrate", "--status", env=env)
     assert status.returncode == 0 and "up to date" in status.stdout
     history = run("migrate", "history", env=env)
-    assert "0001 (initial schema)  <- the database is here" in history.stdout
+    assert f"{head}  <- the database is here" in history.stdout
 
 
 def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Path) -> None:
@@ -406,9 +414,11 @@ def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Pat
     wrote = run("migrate", "new", "index revoked_at", "--versions-dir", str(versions), env=env)
     assert wrote.returncode == 0, wrote.stderr
     (path,) = versions.iterdir()
-    assert path.name == "0002_index_revoked_at.py" and str(path) in wrote.stdout
+    latest = head_revision().split()[0]
+    following = f"{int(latest) + 1:04d}"
+    assert path.name == f"{following}_index_revoked_at.py" and str(path) in wrote.stdout
     source = path.read_text()
-    assert 'revision = "0002"' in source and 'down_revision = "0001"' in source
+    assert f'revision = "{following}"' in source and f'down_revision = "{latest}"' in source
     assert "create_index" in source and "ix_revocations_revoked_at" in source
 
 

@@ -22,7 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     "clock": set(),
     "records": set(),
     "auth": {"clock", "errors", "settings"},
-    "db": {"records"},
+    "db": {"errors", "records"},
     "repositories": {"db", "records"},
     "rate_limit": {"clock", "errors", "settings"},
     "services": {

@@ -127,22 +127,21 @@ class Database:
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncSession]:
-        try:
-            async with self._reader() as session:
-                yield session
-        except Exception as error:
-            if _unreachable(error):
-                raise self._unavailable(error) from error
-            raise
-        if self._failing_since is not None:
-            self._recovered()
+        async with self._answering(), self._reader() as session:
+            yield session
 
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[AsyncSession]:
         """One transaction: committed when the block ends, rolled back if it raises."""
+        async with self._answering(), self._writer() as session, session.begin():
+            yield session
+
+    @asynccontextmanager
+    async def _answering(self) -> AsyncIterator[None]:
+        """A database that cannot be reached (or not in time) becomes ServiceUnavailable;
+        an answer after an outage ends it."""
         try:
-            async with self._writer() as session, session.begin():
-                yield session
+            yield
         except Exception as error:
             if _unreachable(error):
                 raise self._unavailable(error) from error
