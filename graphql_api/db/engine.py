@@ -26,7 +26,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from graphql_api.db import sqlite_reads
+from graphql_api.db import sqlite_one_trip
 from graphql_api.errors import ServiceUnavailable
 
 logger = logging.getLogger("graphql_api.db")
@@ -92,17 +92,21 @@ class Database:
         self.is_sqlite = self.url.get_backend_name() == "sqlite"
         self.timeouts = timeouts = timeouts or Timeouts()
         if self.is_sqlite:
-            read_kw: dict[str, Any] = {}
+            module_kw: dict[str, Any] = {}
             if self.url.get_driver_name() == "aiosqlite":
-                module = sqlite_reads.read_dbapi()
+                module = sqlite_one_trip.one_trip_dbapi()
                 if module is not None:
-                    read_kw["module"] = module
+                    module_kw["module"] = module
             self.read_engine = create_async_engine(
-                url, pool_size=pool_size, max_overflow=0, pool_timeout=timeouts.checkout, **read_kw
+                url,
+                pool_size=pool_size,
+                max_overflow=0,
+                pool_timeout=timeouts.checkout,
+                **module_kw,
             )
             # One writer connection per process: SQLite has one writer at a time anyway.
             self.write_engine = create_async_engine(
-                url, pool_size=1, max_overflow=0, pool_timeout=timeouts.checkout
+                url, pool_size=1, max_overflow=0, pool_timeout=timeouts.checkout, **module_kw
             )
             busy = timeouts.statement
             event.listen(self.read_engine.sync_engine, "connect", _sqlite_pragmas(False, busy))

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, delete, func, select
+from sqlalchemy import Select, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from graphql_api.db.models import Category
@@ -67,11 +68,32 @@ async def get_by_id(
     )
 
 
-async def name_taken(*, session: AsyncSession, name_key: str, except_id: int | None = None) -> bool:
-    query = select(Category.id).where(Category.name_key == name_key)
-    if except_id is not None:
-        query = query.where(Category.id != except_id)
-    return (await session.scalar(query.limit(1))) is not None
+_INSERT = insert(Category).returning(Category.id)
+
+
+async def insert_row(
+    *,
+    session: AsyncSession,
+    name: str,
+    name_key: str,
+    description: str | None,
+    owner_id: int,
+    now: datetime,
+) -> int:
+    """A new category in one statement; its id. ``IntegrityError`` when the name is taken."""
+    result = await session.execute(
+        _INSERT,
+        {
+            "name": name,
+            "name_key": name_key,
+            "description": description,
+            "owner_id": owner_id,
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    category_id: int = result.scalar_one()
+    return category_id
 
 
 async def page(

@@ -94,23 +94,21 @@ class CategoryService:
         key = name_key(name)
         now = self.clock.now()
         try:
+            # One statement: the unique index on name_key is the duplicate check, and it
+            # holds however many clients race for the same name.
             async with self.db.writer() as session:
-                if await categories_repo.name_taken(session=session, name_key=key):
-                    raise BadUserInput(DUPLICATE, field="name")
-                category = Category(
+                category_id = await categories_repo.insert_row(
+                    session=session,
                     name=name,
                     name_key=key,
                     description=description,
                     owner_id=actor_id,
-                    created_at=now,
-                    updated_at=now,
+                    now=now,
                 )
-                session.add(category)
-                await session.flush()
         except IntegrityError:
-            # Two clients raced for the same name, or the actor was deleted meanwhile.
+            # The name is taken (or the actor was deleted meanwhile).
             raise BadUserInput(DUPLICATE, field="name") from None
-        record = categories_repo.record(category)
+        record = CategoryRecord(category_id, name, description, actor_id, now, now)
         await self.events.publish(CategoryChange(ChangeKind.CREATED, record.id, actor_id, record))
         return record
 
@@ -124,12 +122,8 @@ class CategoryService:
                     if changes.name is None:
                         raise BadUserInput("name cannot be null.", field="name")
                     name = clean_name(changes.name)
-                    key = name_key(name)
-                    if await categories_repo.name_taken(
-                        session=session, name_key=key, except_id=category_id
-                    ):
-                        raise BadUserInput(DUPLICATE, field="name")
-                    category.name, category.name_key = name, key
+                    # A name taken by another category breaks the unique index at flush.
+                    category.name, category.name_key = name, name_key(name)
                 if changes.set_description:
                     category.description = clean_description(changes.description)
                 category.updated_at = self.clock.now()

@@ -27,6 +27,7 @@ import strawberry
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import GraphQLRouter
@@ -34,7 +35,6 @@ from strawberry.permission import BasePermission
 
 from graphql_api.auth.keys import load_key_set
 from graphql_api.db.engine import Database
-from graphql_api.db.models import Category
 from graphql_api.records import UserRecord
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
@@ -219,21 +219,20 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
         name = clean_name(body.name)
         key = name_key(name)
         now = datetime.now(UTC)
-        async with db.writer() as session:
-            if await categories_repo.name_taken(session=session, name_key=key):
-                raise HTTPException(status_code=400, detail="Name taken")
-            category = Category(
-                name=name,
-                name_key=key,
-                description=body.description,
-                owner_id=user_id,
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(category)
-            await session.flush()
+        try:
+            async with db.writer() as session:
+                category_id = await categories_repo.insert_row(
+                    session=session,
+                    name=name,
+                    name_key=key,
+                    description=body.description,
+                    owner_id=user_id,
+                    now=now,
+                )
+        except IntegrityError:
+            raise HTTPException(status_code=400, detail="Name taken") from None
         return CreateOut(
-            data=CreateData(createCategory=CreatedOut(id=str(category.id), name=category.name))
+            data=CreateData(createCategory=CreatedOut(id=str(category_id), name=name))
         )
 
     return app
@@ -316,21 +315,20 @@ class Mutation:
         name = clean_name(input.name)
         key = name_key(name)
         now = datetime.now(UTC)
-        async with db.writer() as session:
-            if await categories_repo.name_taken(session=session, name_key=key):
-                raise ValueError("Name taken")
-            category = Category(
-                name=name,
-                name_key=key,
-                description=input.description,
-                owner_id=info.context["user_id"],
-                created_at=now,
-                updated_at=now,
-            )
-            session.add(category)
-            await session.flush()
+        try:
+            async with db.writer() as session:
+                category_id = await categories_repo.insert_row(
+                    session=session,
+                    name=name,
+                    name_key=key,
+                    description=input.description,
+                    owner_id=info.context["user_id"],
+                    now=now,
+                )
+        except IntegrityError:
+            raise ValueError("Name taken") from None
         return CategoryNode(
-            id=strawberry.ID(str(category.id)), name=category.name, owner_id=category.owner_id
+            id=strawberry.ID(str(category_id)), name=name, owner_id=info.context["user_id"]
         )
 
 

@@ -1,4 +1,5 @@
-"""The SQLite read pool skips the rollback trip only when there is nothing to roll back."""
+"""SQLite in one trip per statement: both pools skip the rollback trip only when there is
+nothing to roll back, and writes still commit, or roll back, whole."""
 
 from __future__ import annotations
 
@@ -75,26 +76,51 @@ async def test_a_failing_statement_raises_the_driver_error(db: Database) -> None
             await conn.execute(text("SELECT * FROM nowhere"))
 
 
-async def test_the_installed_libraries_take_the_one_hop_read_path(db: Database) -> None:
-    # The fast read path depends on private parts of SQLAlchemy and aiosqlite; when an
-    # upgrade removes them the service silently uses the stock adapter. Say so here.
-    from graphql_api.db.sqlite_reads import OneHopCursor, one_hop_supported
+async def test_the_installed_libraries_take_the_one_hop_path(db: Database) -> None:
+    # The fast path depends on private parts of SQLAlchemy and aiosqlite; when an upgrade
+    # removes them the service silently uses the stock adapter. Say so here.
+    from graphql_api.db.sqlite_one_trip import OneHopCursor, one_hop_supported
 
     assert one_hop_supported()
-    async with db.read_engine.connect() as conn:
-        raw = await conn.get_raw_connection()
-        assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+    for engine in (db.read_engine, db.write_engine):
+        async with engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            assert isinstance(raw.dbapi_connection.cursor(), OneHopCursor)  # type: ignore[union-attr]
+
+
+async def test_a_write_commits_whole_or_not_at_all(db: Database) -> None:
+    now = datetime.now(UTC)
+    async with db.writer() as session:
+        session.add(
+            Category(name="New", name_key="new", owner_id=1, created_at=now, updated_at=now)
+        )
+    with pytest.raises(Exception, match="UNIQUE"):
+        async with db.writer() as session:
+            session.add(
+                Category(name="Other", name_key="other", owner_id=1, created_at=now, updated_at=now)
+            )
+            await session.flush()
+            session.add(
+                Category(name="Dup", name_key="new", owner_id=1, created_at=now, updated_at=now)
+            )
+    async with db.reader() as session:
+        names = {
+            c.name for c in await categories_repo.page(session=session, after_id=None, limit=10)
+        }
+    assert names == {"C0", "C1", "C2", "New"}  # "Other" went with the failed transaction
+    async with db.write_engine.connect() as conn:
+        assert not (await _driver(conn)).in_transaction
 
 
 def test_without_the_private_parts_the_stock_adapter_is_used_and_said_once(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from graphql_api.db import sqlite_reads
+    from graphql_api.db import sqlite_one_trip
 
-    monkeypatch.setattr(sqlite_reads, "one_hop_supported", lambda: False)
-    monkeypatch.setattr(sqlite_reads, "_fallback_logged", False)
+    monkeypatch.setattr(sqlite_one_trip, "one_hop_supported", lambda: False)
+    monkeypatch.setattr(sqlite_one_trip, "_fallback_logged", False)
     with caplog.at_level("WARNING", logger="graphql_api.db"):
-        assert sqlite_reads.read_dbapi() is None
-        assert sqlite_reads.read_dbapi() is None
+        assert sqlite_one_trip.one_trip_dbapi() is None
+        assert sqlite_one_trip.one_trip_dbapi() is None
     said = [r for r in caplog.records if getattr(r, "event", None) == "sqlite_fast_reads_off"]
     assert len(said) == 1

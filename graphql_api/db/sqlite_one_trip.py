@@ -1,10 +1,11 @@
-"""SQLite reads in one trip to aiosqlite's thread: a read pool adapter for SQLAlchemy.
+"""SQLite statements in one trip to aiosqlite's thread: a DBAPI adapter for SQLAlchemy.
 
 SQLAlchemy's aiosqlite adapter makes four trips to aiosqlite's thread per statement and a
 rollback trip per check-in; on one core each trip costs more than the SQLite work itself.
 This module subclasses private parts of SQLAlchemy's adapter and uses aiosqlite's private
 ``_execute``, so it is feature-detected (``one_hop_supported``): when the installed
-versions change, the read pool falls back to the stock adapter and says so once.
+versions change, both pools (reads and the one write connection) fall back to the stock
+adapter and say so once.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ logger = logging.getLogger("graphql_api.db")
 
 
 class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
-    """A read-pool cursor whose statement costs one trip to aiosqlite's thread.
+    """A cursor whose statement costs one trip to aiosqlite's thread.
 
     SQLAlchemy's aiosqlite cursor makes four trips per statement (open the cursor,
     execute, fetch all, close), and on one core each trip costs more than the SQLite
@@ -94,32 +95,33 @@ class OneHopCursor(AsyncAdapt_aiosqlite_cursor):
         self._rows.clear()
 
 
-class _ReadConnection(AsyncAdapt_aiosqlite_connection):
+class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
     __slots__ = ()
     _cursor_cls = OneHopCursor
 
     def rollback(self) -> None:
         # The pool and the session roll back on every check-in. sqlite3's rollback does
-        # nothing when no transaction is open, which is the normal state of a read
-        # connection (sqlite3 opens transactions before DML only, never before a SELECT),
-        # so skip the trip to the other thread then. Anything open is still rolled back.
+        # nothing when no transaction is open, which is the normal state of a connection
+        # back in the pool (sqlite3 opens transactions before DML only, never before a
+        # SELECT, and a write's transaction has been committed), so skip the trip to the
+        # other thread then. Anything open is still rolled back.
         driver = self._connection._connection
         if driver is not None and not driver.in_transaction:
             return
         super().rollback()
 
 
-class _ReadDBAPI(AsyncAdapt_aiosqlite_dbapi):
-    """aiosqlite as SQLAlchemy adapts it, with the read pool's cheaper connection."""
+class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
+    """aiosqlite as SQLAlchemy adapts it, with the cheaper connection."""
 
     def connect(self, *arg: Any, **kw: Any) -> AsyncAdapt_aiosqlite_connection:
         adapted = super().connect(*arg, **kw)
-        return _ReadConnection(self, adapted._connection)
+        return _OneTripConnection(self, adapted._connection)
 
 
 def one_hop_supported() -> bool:
     """The one-hop cursor leans on private parts of SQLAlchemy's aiosqlite adapter and of
-    aiosqlite (checked by tests/test_sqlite_reads.py); without them, use the stock adapter."""
+    aiosqlite (checked by tests/test_sqlite_one_trip.py); without them, use the stock adapter."""
     import aiosqlite
 
     return (
@@ -136,16 +138,16 @@ def one_hop_supported() -> bool:
 _fallback_logged = False
 
 
-def read_dbapi() -> _ReadDBAPI | None:
-    """The read pool's DBAPI module, or None (the stock adapter) when the installed
+def one_trip_dbapi() -> _OneTripDBAPI | None:
+    """The DBAPI module for the engines, or None (the stock adapter) when the installed
     SQLAlchemy or aiosqlite no longer has what it leans on: said once per process."""
     global _fallback_logged
     if not one_hop_supported():
         if not _fallback_logged:
             _fallback_logged = True
             logger.warning(
-                "SQLite reads use the stock aiosqlite adapter: the installed SQLAlchemy or "
-                "aiosqlite changed the private parts the one-trip reader uses",
+                "SQLite uses the stock aiosqlite adapter: the installed SQLAlchemy or "
+                "aiosqlite changed the private parts the one-trip adapter uses",
                 extra={"event": "sqlite_fast_reads_off"},
             )
         return None
@@ -153,4 +155,4 @@ def read_dbapi() -> _ReadDBAPI | None:
 
     import aiosqlite
 
-    return _ReadDBAPI(aiosqlite, sqlite3)
+    return _OneTripDBAPI(aiosqlite, sqlite3)
