@@ -32,9 +32,9 @@ async def create(
 
 
 async def stored(container: Container, category_id: str) -> tuple[str, str | None] | None:
-    async with container.db.reader() as session:
-        row = await categories_repo.get_by_id(session=session, category_id=int(category_id))
-        return (row.name, row.description) if row else None
+    async with container.db.reader() as connection:
+        rows = await categories_repo.get_by_ids(session=connection, ids=[int(category_id)])
+    return (rows[0].name, rows[0].description) if rows else None
 
 
 async def test_created_category_belongs_to_the_caller(user: GraphQLClient) -> None:

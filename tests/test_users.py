@@ -20,9 +20,9 @@ DELETE = "mutation($id: ID!) { deleteUser(id: $id) }"
 
 async def stored(container: Container, user_id: str | None) -> tuple[str, str | None, Role] | None:
     assert user_id is not None
-    async with container.db.reader() as session:
-        row = await users_repo.get_by_id(session=session, user_id=int(user_id))
-        return (row.name, row.picture_url, row.role) if row else None
+    async with container.db.reader() as connection:
+        rows = await users_repo.records_by_ids(session=connection, ids=[int(user_id)])
+    return (rows[0].name, rows[0].picture_url, rows[0].role) if rows else None
 
 
 async def test_absent_user_is_null(user: GraphQLClient) -> None:

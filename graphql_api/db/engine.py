@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import event, exc, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -30,6 +31,9 @@ from graphql_api.db import sqlite_one_trip
 from graphql_api.errors import ServiceUnavailable
 
 logger = logging.getLogger("graphql_api.db")
+
+# What a read runs on: a plain connection (``reader()``), or a write transaction's session.
+Executor = AsyncConnection | AsyncSession
 UNAVAILABLE = "The database is unavailable; retry later."
 
 
@@ -78,7 +82,8 @@ def _unreachable(error: BaseException) -> bool:
 
 
 class Database:
-    """Owns the engines. ``reader()`` for queries, ``writer()`` for one atomic change."""
+    """Owns the engines. ``reader()`` for queries (a plain connection: reads are of table
+    columns into records, without the ORM), ``writer()`` for one atomic change."""
 
     def __init__(
         self,
@@ -124,15 +129,18 @@ class Database:
                 connect_args={"timeout": timeouts.connect, "command_timeout": timeouts.statement},
             )
             self.write_engine = self.read_engine
-        self._reader = async_sessionmaker(self.read_engine, expire_on_commit=False)
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._failing_since: float | None = None
         self._failures = 0
 
     @asynccontextmanager
-    async def reader(self) -> AsyncIterator[AsyncSession]:
-        async with self._answering(), self._reader() as session:
-            yield session
+    async def reader(self) -> AsyncIterator[AsyncConnection]:
+        async with self._answering(), self.read_engine.connect() as connection:
+            if not self.is_sqlite:
+                # A read needs no transaction: no BEGIN and ROLLBACK round trips around it
+                # (SQLite's driver opens none for a SELECT anyway).
+                connection = await connection.execution_options(isolation_level="AUTOCOMMIT")
+            yield connection
 
     @asynccontextmanager
     async def writer(self) -> AsyncIterator[AsyncSession]:

@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Select, bindparam, delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from graphql_api.db.engine import Executor
 from graphql_api.db.models import Category
 from graphql_api.records import CategoryRecord
 
@@ -44,7 +45,7 @@ _PAGES = {
 }
 
 
-async def get_by_ids(*, session: AsyncSession, ids: Sequence[int]) -> list[CategoryRecord]:
+async def get_by_ids(*, session: Executor, ids: Sequence[int]) -> list[CategoryRecord]:
     rows = await session.execute(_BY_IDS, {"ids": list(ids)})
     return [CategoryRecord._make(row) for row in rows]
 
@@ -97,7 +98,7 @@ async def insert_row(
 
 
 async def page(
-    *, session: AsyncSession, after_id: int | None, limit: int, owner_id: int | None = None
+    *, session: Executor, after_id: int | None, limit: int, owner_id: int | None = None
 ) -> list[CategoryRecord]:
     params: dict[str, int] = {"limit": limit}
     if after_id is not None:
@@ -109,7 +110,7 @@ async def page(
 
 
 async def pages_by_owner(
-    *, session: AsyncSession, owner_ids: Sequence[int], after_id: int | None, limit: int
+    *, session: Executor, owner_ids: Sequence[int], after_id: int | None, limit: int
 ) -> dict[int, list[CategoryRecord]]:
     """The first ``limit`` categories after ``after_id`` of each owner, in one statement."""
     row_number = (
@@ -133,7 +134,7 @@ async def pages_by_owner(
     return pages
 
 
-async def ids_of_owner(*, session: AsyncSession, owner_id: int) -> list[int]:
+async def ids_of_owner(*, session: Executor, owner_id: int) -> list[int]:
     return list(await session.scalars(select(_table.c.id).where(_table.c.owner_id == owner_id)))
 
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from graphql_api.db.engine import Executor
 from graphql_api.db.models import RefreshToken, Revocation, Session, UsedGoogleToken
 
 
@@ -18,20 +20,23 @@ async def get(*, session: AsyncSession, session_id: str, lock: bool = False) -> 
     return await session.scalar(select(Session).where(Session.id == session_id).with_for_update())
 
 
-async def live_for_user(*, session: AsyncSession, user_id: int, now: datetime) -> list[Session]:
+async def live_for_user(*, session: Executor, user_id: int, now: datetime) -> list[Any]:
+    """The user's sessions not revoked nor past their lifetime, newest first (rows with
+    ``id``, ``created_at``, ``last_used_at``, ``user_agent``)."""
+    table = Session.__table__
     query = (
-        select(Session)
-        .where(Session.user_id == user_id, Session.revoked_at.is_(None), Session.expires_at > now)
-        .order_by(Session.created_at.desc(), Session.id)
+        select(table.c.id, table.c.created_at, table.c.last_used_at, table.c.user_agent)
+        .where(table.c.user_id == user_id, table.c.revoked_at.is_(None), table.c.expires_at > now)
+        .order_by(table.c.created_at.desc(), table.c.id)
     )
-    return list(await session.scalars(query))
+    return list(await session.execute(query))
 
 
 async def find_refresh_token(*, session: AsyncSession, token_hash: str) -> RefreshToken | None:
     return await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == token_hash))
 
 
-async def user_of_unused_refresh_token(*, session: AsyncSession, token_hash: str) -> int | None:
+async def user_of_unused_refresh_token(*, session: Executor, token_hash: str) -> int | None:
     """The user whose not yet rotated refresh token this is, if any (no lock)."""
     found: int | None = await session.scalar(
         select(Session.user_id)
@@ -80,9 +85,7 @@ async def ids_for_user(*, session: AsyncSession, user_id: int) -> list[str]:
     return list(await session.scalars(select(Session.id).where(Session.user_id == user_id)))
 
 
-async def revocations_since(
-    *, session: AsyncSession, since: datetime
-) -> list[tuple[str, datetime]]:
+async def revocations_since(*, session: Executor, since: datetime) -> list[tuple[str, datetime]]:
     rows = await session.execute(
         select(Revocation.session_id, Revocation.revoked_at).where(Revocation.revoked_at >= since)
     )

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from graphql_api.db.engine import Executor
 from graphql_api.db.models import User
 from graphql_api.records import UserRecord
 
@@ -39,12 +40,12 @@ def record(row: User) -> UserRecord:
     return UserRecord(row.id, row.name, row.email, row.picture_url, row.role, row.created_at)
 
 
-async def records_by_ids(*, session: AsyncSession, ids: Sequence[int]) -> list[UserRecord]:
+async def records_by_ids(*, session: Executor, ids: Sequence[int]) -> list[UserRecord]:
     rows = await session.execute(_BY_IDS, {"ids": list(ids)})
     return [UserRecord._make(row) for row in rows]
 
 
-async def page(*, session: AsyncSession, after_id: int | None, limit: int) -> list[UserRecord]:
+async def page(*, session: Executor, after_id: int | None, limit: int) -> list[UserRecord]:
     params: dict[str, int] = {"limit": limit}
     if after_id is not None:
         params["after_id"] = after_id

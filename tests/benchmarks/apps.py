@@ -28,7 +28,7 @@ from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 from strawberry.dataloader import DataLoader
 from strawberry.fastapi import GraphQLRouter
 from strawberry.permission import BasePermission
@@ -173,12 +173,12 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
             raise HTTPException(status_code=401, detail="Invalid token")
         return user_id
 
-    async def reader() -> AsyncIterator[AsyncSession]:
-        async with db.reader() as session:
-            yield session
+    async def reader() -> AsyncIterator[AsyncConnection]:
+        async with db.reader() as connection:
+            yield connection
 
     CurrentUserId = Annotated[int, Depends(current_user_id)]  # noqa: N806
-    Reader = Annotated[AsyncSession, Depends(reader)]  # noqa: N806
+    Reader = Annotated[AsyncConnection, Depends(reader)]  # noqa: N806
 
     @app.get("/me", response_model=MeOut)
     async def me(user_id: CurrentUserId, session: Reader) -> MeOut:
@@ -231,9 +231,7 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
                 )
         except IntegrityError:
             raise HTTPException(status_code=400, detail="Name taken") from None
-        return CreateOut(
-            data=CreateData(createCategory=CreatedOut(id=str(category_id), name=name))
-        )
+        return CreateOut(data=CreateData(createCategory=CreatedOut(id=str(category_id), name=name)))
 
     return app
 

@@ -116,7 +116,6 @@ async def _measure(url: str, after_id: int, rows: int, repeats: int, fill_s: flo
                     assert len(page) == PAGE + 1, len(page)
                     if i >= 20:
                         timings[cursor].append(elapsed * 1000)
-                    session.expunge_all()
             for cursor in (None, after_id):
                 # The statement categories_repo.page builds, with its bound values inlined.
                 query = select(Category).order_by(Category.id).limit(PAGE + 1)
