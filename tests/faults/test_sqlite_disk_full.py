@@ -31,8 +31,8 @@ def stored_names(database: Path) -> set[str]:
 
 
 async def test_a_full_disk_refuses_writes_with_retry_later_keeps_reads_and_recovers(
+    small_disk: Tmpfs,  # first: unmounted after the server has stopped
     serve: Serve,
-    small_disk: Tmpfs,
     keys_file: Path,
     fake_google: FakeGoogle,
     http_client: httpx.AsyncClient,
