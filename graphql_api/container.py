@@ -115,6 +115,15 @@ class Container:
         self.redis_pubsub: Redis | None = None
         if settings.redis_url:
             from redis.asyncio import Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+
+            # A pooled connection that died with a restarted Redis is retried once, at once,
+            # on a new connection. Without a retry (what from_url gives) every dead
+            # connection left in the pool fails one command after Redis is back, and each
+            # such failure costs a second of in-process counting (tests/faults).
+            def retry() -> Retry:
+                return Retry(NoBackoff(), 1)
 
             # Requests never wait on Redis longer than this (rate limits fall back in-process);
             # the event listener blocks on its own connection, without a read timeout.
@@ -123,11 +132,13 @@ class Container:
                 socket_timeout=settings.redis_timeout,
                 socket_connect_timeout=settings.redis_timeout,
                 health_check_interval=10,
+                retry=retry(),
             )
             self.redis_pubsub = Redis.from_url(
                 settings.redis_url,
                 socket_connect_timeout=settings.redis_timeout,
                 health_check_interval=10,
+                retry=retry(),
             )
         if limiter is None and self.redis is not None:
             limiter = FallbackRateLimiter(

@@ -132,6 +132,7 @@ class Database:
         self._writer = async_sessionmaker(self.write_engine, expire_on_commit=False)
         self._failing_since: float | None = None
         self._failures = 0
+        self._abandoned: set[asyncio.Future[Any]] = set()
 
     @asynccontextmanager
     async def reader(self) -> AsyncIterator[AsyncConnection]:
@@ -187,11 +188,26 @@ class Database:
     async def scalar(self, statement: str, *, within: float | None = None) -> Any:
         """One value of a read-only ``statement``; ``ServiceUnavailable`` when the database
         cannot answer, or not within ``within`` seconds."""
-        try:
-            async with asyncio.timeout(within), self.reader() as session:
+
+        async def run() -> Any:
+            async with self.reader() as session:
                 return (await session.execute(text(statement))).scalar()
+
+        task = asyncio.ensure_future(run())
+        try:
+            # Shielded: once cancelled, giving the stalled connection back (its rollback)
+            # would wait out the statement deadline too, past ``within``. Left to its own
+            # deadlines instead, and forgotten.
+            return await asyncio.wait_for(asyncio.shield(task), within)
         except TimeoutError as error:
+            self._abandoned.add(task)
+            task.add_done_callback(self._forget)
             raise self._unavailable(error) from error
+
+    def _forget(self, task: asyncio.Future[Any]) -> None:
+        self._abandoned.discard(task)
+        if not task.cancelled():
+            task.exception()  # retrieved: its failure was answered already
 
     async def dispose(self) -> None:
         await self.read_engine.dispose()

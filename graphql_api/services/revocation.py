@@ -21,7 +21,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from graphql_api.clock import Clock
-from graphql_api.db.engine import Database
+from graphql_api.db.engine import UNAVAILABLE, Database
+from graphql_api.errors import ServiceUnavailable
 from graphql_api.repositories import sessions as sessions_repo
 
 logger = logging.getLogger("graphql_api.revocation")
@@ -46,6 +47,8 @@ class RevocationList:
         self.retention = retention
         self._revoked: dict[str, float] = {}
         self._polled_at = float("-inf")  # monotonic time of the last successful poll
+        self._failed_at = float("-inf")  # ... and of the last poll the database failed
+        self._failed_retry_after = 1
         self._since: datetime | None = None
         self._lock = asyncio.Lock()
         self.polls = 0
@@ -106,10 +109,15 @@ class RevocationList:
         self._ended(session_ids)
 
     async def refresh(self, *, force: bool = False) -> None:
+        asked = self.clock.monotonic()
         async with self._lock:
             # Whoever waited on the lock finds the set refreshed by the holder.
             if not force and self.clock.monotonic() - self._polled_at < self.poll_interval:
                 return
+            # ... or shares the holder's failure: while the database stalls, each waiter in
+            # turn would otherwise wait out its own deadline, one after another.
+            if self._failed_at >= asked:
+                raise ServiceUnavailable(UNAVAILABLE, retry_after=self._failed_retry_after)
             started = self.clock.monotonic()
             now = self.clock.now()
             since = (
@@ -117,8 +125,13 @@ class RevocationList:
                 if self._since is None
                 else self._since - OVERLAP
             )
-            async with self.db.reader() as session:
-                rows = await sessions_repo.revocations_since(session=session, since=since)
+            try:
+                async with self.db.reader() as session:
+                    rows = await sessions_repo.revocations_since(session=session, since=since)
+            except ServiceUnavailable as unavailable:
+                self._failed_at = self.clock.monotonic()
+                self._failed_retry_after = unavailable.retry_after
+                raise
             for sid, revoked_at in rows:
                 self._revoked[sid] = revoked_at.timestamp()
             if self._watchers:
