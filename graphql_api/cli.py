@@ -42,8 +42,9 @@ def serving_app() -> App:
       of the garbage collector's generations. Otherwise every full collection walks all
       of it, which cost ~0.5 ms per request of 100 categories. Still freed when no longer
       referenced.
-    - At SIGTERM, /readyz turns 503 at once, so that a load balancer stops sending before
-      the drain rather than after it (the server's own handler still runs the drain).
+    - At SIGTERM, /readyz turns 503 at once and the process keeps serving for
+      SHUTDOWN_DELAY seconds, so that a load balancer stops sending before the drain
+      rather than finding the port closed; then the server's own handler runs the drain.
     """
     import gc
 
@@ -54,16 +55,27 @@ def serving_app() -> App:
         gc.freeze()
 
     def unready_at_sigterm() -> None:
-        readiness = app.state.container.readiness
+        import asyncio
+
+        container = app.state.container
+        readiness = container.readiness
+        delay = container.settings.shutdown_delay
+        loop = asyncio.get_running_loop()
         previous = signal.getsignal(signal.SIGTERM)
 
-        def on_sigterm(signum: int, frame: FrameType | None) -> None:
-            readiness.draining = True
+        def stop(signum: int, frame: FrameType | None) -> None:
             if callable(previous):
                 previous(signum, frame)
             else:  # nobody else handles it: the default, as if we had not been here
                 signal.signal(signal.SIGTERM, previous)
                 os.kill(os.getpid(), signal.SIGTERM)
+
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
+            if readiness.draining:  # a second SIGTERM: stop now
+                stop(signum, frame)
+                return
+            readiness.draining = True
+            loop.call_soon_threadsafe(loop.call_later, delay, stop, signum, None)
 
         signal.signal(signal.SIGTERM, on_sigterm)
 

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     refresh_token_ttl: int = Field(default=30 * 86400, ge=60)
     session_idle_ttl: int = Field(default=7 * 86400, ge=60)
     revocation_poll_interval: float = Field(default=0.5, gt=0, le=1.0)
+    # Seconds /readyz says 503 after SIGTERM while requests are still served, before the
+    # drain: time for a load balancer to stop sending.
+    shutdown_delay: float = Field(default=1.0, ge=0, le=60)
     # Seconds between automatic prunes of expired rows (0: only `graphql-api prune`).
     prune_interval: float = Field(default=3600, ge=0)
 

@@ -64,6 +64,7 @@ MALFORMED: dict[str, str] = {
     "db_pool_timeout": "-1",
     "db_statement_timeout": "forever",
     "prune_interval": "hourly",
+    "shutdown_delay": "-1",
 }
 COMMANDS = {
     "serve": ["serve", "--port", str(free_port())],

@@ -231,22 +231,31 @@ class RedisEventBus(LocalEventBus):
 
     async def _listen(self) -> None:
         delay = 0.1
+        lost = False
         while True:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(self.channel)
                 self._listening.set()
                 delay = 0.1
+                if lost:
+                    lost = False
+                    logger.warning(
+                        "category event listener has Redis again",
+                        extra={"event": "events_listener_recovered"},
+                    )
                 async for message in pubsub.listen():
                     if message.get("type") == "message":
                         self.deliver(CategoryChange.from_json(message["data"]))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - reconnect: Redis restarts, networks blip
-                logger.warning(
-                    "category event listener lost Redis; reconnecting",
-                    extra={"event": "events_listener_lost", "reason": exc.__class__.__name__},
-                )
+                if not lost:  # once per outage, not once per reconnect attempt
+                    lost = True
+                    logger.warning(
+                        "category event listener lost Redis; reconnecting",
+                        extra={"event": "events_listener_lost", "reason": exc.__class__.__name__},
+                    )
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
