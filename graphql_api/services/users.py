@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.errors import BadUserInput, NotFound, Unauthenticated
+from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.records import Role, UserRecord
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.repositories import users as users_repo
@@ -34,10 +35,18 @@ class UserChanges:
 
 
 class UserService:
-    def __init__(self, *, db: Database, clock: Clock, revocations: RevocationList) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        revocations: RevocationList,
+        metrics: Recorder = NULL_RECORDER,
+    ) -> None:
         self.db = db
         self.clock = clock
         self.revocations = revocations
+        self.metrics = metrics
 
     # --- reads ------------------------------------------------------------------------
 
@@ -120,6 +129,7 @@ class UserService:
                 session=session, session_ids=ids, user_id=user_id, now=now, reason="user_deleted"
             )
             await users_repo.delete_by_id(session=session, user_id=user_id)
+        self.metrics.revoked("user_deleted", len(ended))
         self.revocations.add(ended)
         audit.info(
             "user deleted",
