@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import State
 from starlette.middleware.cors import CORSMiddleware
 from starlette.responses import JSONResponse, Response
@@ -27,7 +28,7 @@ from graphql_api.settings import ConfigurationError, Settings
 from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.dispatch import Dispatcher
-from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
+from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint, RequestObserver
 from graphql_api.web.security_headers import SecurityHeaders
 
 logger = logging.getLogger("graphql_api")
@@ -100,6 +101,10 @@ def create_app(
     if container is None:
         container = Container(settings)
     engine = build_engine(settings)
+    observers: list[RequestObserver] = []
+    if container.prometheus is not None:
+        engine.stats.listeners.append(container.metrics.fallback)
+        observers.append(container.prometheus)
     context_getter = ContextGetter(
         services=Services(
             auth=container.auth, users=container.users, categories=container.categories
@@ -115,6 +120,7 @@ def create_app(
         max_body=settings.max_body_bytes,
         proxies=parse_proxies(settings.trusted_proxies),
         development=settings.is_development,
+        observers=observers,
     )
 
     @asynccontextmanager
@@ -158,6 +164,16 @@ def create_app(
         return JSONResponse(
             container.keys.public_jwks(), headers={"cache-control": "public, max-age=300"}
         )
+
+    prometheus = container.prometheus
+    if prometheus is not None:
+
+        @routes.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            body = await run_in_threadpool(prometheus.exposition)  # reads every worker's files
+            return Response(
+                body, media_type=prometheus.content_type, headers={"cache-control": "no-store"}
+            )
 
     if settings.is_development:
         add_client_page(routes, settings)

@@ -55,6 +55,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graphql_api.logging_config import configure_logging, logging_config
 
     settings = _settings()
+    if settings.metrics:
+        # Before anything imports prometheus_client and before uvicorn starts the workers.
+        from graphql_api.observability.multiprocess import prepare_directory
+
+        prepare_directory()
     try:
         load_signing_keys(settings)
     except KeyFileError as exc:

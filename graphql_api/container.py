@@ -18,6 +18,7 @@ from graphql_api.auth.keys import KeyFileWatcher, KeySet, generate_key_file, loa
 from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock
 from graphql_api.db.engine import Database
+from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from graphql_api.services.auth import AuthService
 from graphql_api.services.authentication import Authenticator
@@ -29,6 +30,7 @@ from graphql_api.settings import Settings
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from graphql_api.observability.metrics import PrometheusMetrics
 logger = logging.getLogger("graphql_api")
 
 DEV_KEYS_FILE = Path(".dev-jwt-keys.json")
@@ -62,9 +64,13 @@ class Container:
         certs_fetcher: CertsFetcher | None = None,
         keys: KeySet | None = None,
         limiter: RateLimiter | None = None,
+        metrics: PrometheusMetrics | None = None,
     ) -> None:
         settings.check_production()
         self.settings = settings
+        # Built only when on: off, prometheus_client is not even imported.
+        self.prometheus = metrics if metrics is not None else build_metrics(settings)
+        self.metrics: Recorder = self.prometheus or NULL_RECORDER
         self.clock = clock or SystemClock()
         self.db = Database(
             settings.database_url,
@@ -118,10 +124,15 @@ class Container:
             google=self.google,
             revocations=self.revocations,
             limiter=self.limiter,
+            metrics=self.metrics,
         )
-        self.users = UserService(db=self.db, clock=self.clock, revocations=self.revocations)
+        self.users = UserService(
+            db=self.db, clock=self.clock, revocations=self.revocations, metrics=self.metrics
+        )
         self.categories = CategoryService(db=self.db, clock=self.clock)
         self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
+        if self.prometheus is not None:
+            self.prometheus.watch_pools(self.db.engines)
 
     def _use_keys(self, keys: KeySet) -> None:
         self.keys = keys
@@ -146,3 +157,14 @@ class Container:
         await self.db.dispose()
         if self.redis is not None:
             await self.redis.aclose()
+        self.metrics.close()
+
+
+def build_metrics(settings: Settings) -> PrometheusMetrics | None:
+    """Prometheus metrics when ``METRICS=true``, in multiprocess mode under ``serve``."""
+    if not settings.metrics:
+        return None
+    from graphql_api.observability.metrics import PrometheusMetrics
+    from graphql_api.observability.multiprocess import multiprocess_dir
+
+    return PrometheusMetrics(multiprocess_dir=multiprocess_dir())

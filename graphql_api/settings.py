@@ -161,3 +161,7 @@ class Settings(BaseSettings):
                 "trusted documents run by default (set GRAPHQL_API_TRUSTED_DOCUMENTS=off to "
                 "serve free-form queries)"
             )
+
+    # --- observability (tracing is configured by the standard OTEL_* variables) ---
+    # GET /metrics in Prometheus' text format, added up over every worker process.
+    metrics: bool = False

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,13 +40,21 @@ class LiveServer:
     log: Path
 
     @classmethod
-    def start(cls, *, settings: dict[str, str], log_dir: Path, timeout: float = 30) -> LiveServer:
-        """Start ``serve`` with ``settings`` and wait until /readyz answers 200."""
+    def start(
+        cls,
+        *,
+        settings: dict[str, str],
+        log_dir: Path,
+        timeout: float = 30,
+        args: Sequence[str] = (),
+    ) -> LiveServer:
+        """Start ``serve`` with ``settings`` (and more ``args``, e.g. ``--workers 2``) and
+        wait until /readyz answers 200."""
         port = free_port()
         log = log_dir / f"serve-{port}.log"
         with log.open("wb") as out:
             process = subprocess.Popen(  # noqa: S603 - our own CLI
-                [*COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port)],
+                [*COMMAND, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
                 cwd=ROOT,
                 env=environment(settings),
                 stdout=out,
