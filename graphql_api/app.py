@@ -105,6 +105,10 @@ def create_app(
     if container.prometheus is not None:
         engine.stats.listeners.append(container.metrics.fallback)
         observers.append(container.prometheus)
+    tracing = container.tracing
+    if tracing is not None:
+        engine.tracer = tracing
+        observers.append(tracing)
     context_getter = ContextGetter(
         services=Services(
             auth=container.auth, users=container.users, categories=container.categories
@@ -116,7 +120,7 @@ def create_app(
     )
     graphql = GraphQLEndpoint(
         engine=engine,
-        context_getter=context_getter,
+        context_getter=tracing.authentication(context_getter) if tracing else context_getter,
         max_body=settings.max_body_bytes,
         proxies=parse_proxies(settings.trusted_proxies),
         development=settings.is_development,
@@ -178,7 +182,8 @@ def create_app(
     if settings.is_development:
         add_client_page(routes, settings)
 
-    asgi: ASGIApp = Dispatcher(graphql_post=graphql, fallback=routes)
+    graphql_post: ASGIApp = tracing.server(graphql) if tracing else graphql
+    asgi: ASGIApp = Dispatcher(graphql_post=graphql_post, fallback=routes)
     # The middleware, once for every path (innermost first).
     if settings.cors_origins:
         asgi = CORSMiddleware(

@@ -18,6 +18,7 @@ from graphql_api.auth.keys import KeyFileWatcher, KeySet, generate_key_file, loa
 from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock
 from graphql_api.db.engine import Database
+from graphql_api.observability.environment import tracing_enabled
 from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.rate_limit import MemoryRateLimiter, RateLimiter, RedisRateLimiter
 from graphql_api.services.auth import AuthService
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from graphql_api.observability.metrics import PrometheusMetrics
+    from graphql_api.observability.tracing import Tracing
+
 logger = logging.getLogger("graphql_api")
 
 DEV_KEYS_FILE = Path(".dev-jwt-keys.json")
@@ -65,12 +68,14 @@ class Container:
         keys: KeySet | None = None,
         limiter: RateLimiter | None = None,
         metrics: PrometheusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         settings.check_production()
         self.settings = settings
-        # Built only when on: off, prometheus_client is not even imported.
+        # Built only when on: off, neither prometheus_client nor the OpenTelemetry SDK is imported.
         self.prometheus = metrics if metrics is not None else build_metrics(settings)
         self.metrics: Recorder = self.prometheus or NULL_RECORDER
+        self.tracing = tracing if tracing is not None else build_tracing()
         self.clock = clock or SystemClock()
         self.db = Database(
             settings.database_url,
@@ -133,6 +138,8 @@ class Container:
         self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
         if self.prometheus is not None:
             self.prometheus.watch_pools(self.db.engines)
+        if self.tracing is not None:
+            self.tracing.instrument_databases(self.db.engines)
 
     def _use_keys(self, keys: KeySet) -> None:
         self.keys = keys
@@ -158,6 +165,8 @@ class Container:
         if self.redis is not None:
             await self.redis.aclose()
         self.metrics.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
 
 
 def build_metrics(settings: Settings) -> PrometheusMetrics | None:
@@ -168,3 +177,12 @@ def build_metrics(settings: Settings) -> PrometheusMetrics | None:
     from graphql_api.observability.multiprocess import multiprocess_dir
 
     return PrometheusMetrics(multiprocess_dir=multiprocess_dir())
+
+
+def build_tracing() -> Tracing | None:
+    """OpenTelemetry tracing when an OTLP endpoint is set (``OTEL_*`` variables)."""
+    if not tracing_enabled():
+        return None
+    from graphql_api.observability.tracing import Tracing
+
+    return Tracing()
