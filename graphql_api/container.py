@@ -148,6 +148,7 @@ class Container:
     async def start(self) -> None:
         if self.key_watcher is not None:
             self._key_task = asyncio.create_task(self.key_watcher.run())
+        self.metrics.start()
         try:
             await self.revocations.refresh(force=True)
         except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database

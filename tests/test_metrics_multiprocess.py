@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from graphql_api.observability.metrics import FLUSH_INTERVAL
 from tests.fake_google import CLIENT_ID, FakeGoogle
 from tests.live_server import LiveServer
 from tests.test_metrics import parse, value
@@ -71,6 +72,8 @@ def test_the_counts_of_both_workers_add_up_in_every_scrape(
             sent += 1
             time.sleep(0.02)
         assert len(workers) == 2, "every request went to one worker"
+        # Each worker writes its counts once a second: the answering one, at once.
+        time.sleep(FLUSH_INTERVAL + 0.5)
         for _ in range(6):  # a scrape is answered by either worker
             response = http.get("/metrics", headers={"connection": "close"})
             assert response.status_code == 200
@@ -105,8 +108,9 @@ def test_an_operators_directory_is_emptied_at_start_and_kept(
     server = two_workers()
     assert not (directory / "counter_999999.db").exists()
     with httpx.Client(base_url=server.url, timeout=10) as http:
-        http.post("/graphql", json={"query": "{ __typename }"})
-        samples = parse(http.get("/metrics").text)
+        http.post("/graphql", json={"query": "{ __typename }"}, headers={"connection": "close"})
+        time.sleep(FLUSH_INTERVAL + 0.5)  # whichever worker answered, it has written it
+        samples = parse(http.get("/metrics", headers={"connection": "close"}).text)
     assert (
         value(
             samples,

@@ -9,14 +9,24 @@ documents, which are known at start-up; every other operation is ``free-form``.
 Several worker processes share their counts through prometheus-client's multiprocess mode
 (``PROMETHEUS_MULTIPROC_DIR``, set up by ``graphql-api serve``: see ``multiprocess.py``):
 each process writes its own files and a scrape, answered by any one of them, adds them up.
+
+A request does not write those files: an increment in multiprocess mode takes a lock, a
+system call and a write to a memory-mapped file, and a request makes several. Counts
+gather in plain dictionaries instead and go to the files once a second (``FLUSH_INTERVAL``),
+when the process stops, and before this process answers a scrape; the pools' connections
+in use are sampled then too. So a scrape may miss the last second of another worker's
+counts, never more, and a request pays a few dictionary updates.
 """
 
 from __future__ import annotations
 
+import asyncio
 import glob
+import math
 import os
 import re
-from collections.abc import Iterable
+from bisect import bisect_left
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from prometheus_client import (
@@ -28,7 +38,6 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client.multiprocess import MultiProcessCollector, mark_process_dead
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from graphql_api.observability.recorder import OperationOutcome
@@ -102,17 +111,27 @@ WS_CLOSE_CODES = frozenset(
 DB_POOLS = ("read", "write", "shared")
 # Seconds: from a cached trusted query (~1 ms) to a request that waits on a timeout.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_BOUNDS = (*LATENCY_BUCKETS, math.inf)
+FLUSH_INTERVAL = 1.0  # seconds between writes of the gathered counts
 
 _LIVE_GAUGE_FILE = re.compile(r"^gauge_live\w+_(\d+)\.db$")
 
 
-def _closed(value: str, allowed: Iterable[str]) -> str:
-    return value if value in allowed else OTHER
+class _Histogram(Histogram):
+    """A histogram that takes a batch of observations at once: their count per bucket
+    (``_BOUNDS``) and their sum."""
+
+    def add(self, counts: Sequence[int], total: float) -> None:
+        self._raise_if_not_observable()  # type: ignore[no-untyped-call]
+        self._sum.inc(total)
+        for bucket, count in zip(self._buckets, counts, strict=True):
+            if count:
+                bucket.inc(count)
 
 
 class PrometheusMetrics:
-    """The ``Recorder`` that counts. Label children are looked up once and kept: a request
-    costs a dictionary lookup and an increment per series, not a label validation."""
+    """The ``Recorder`` that counts. Label children are looked up once and kept, and
+    counts gather in memory until the next flush (see the module's docstring)."""
 
     def __init__(self, *, multiprocess_dir: str | None = None) -> None:
         """``multiprocess_dir``: the ``PROMETHEUS_MULTIPROC_DIR`` this process writes to
@@ -128,7 +147,7 @@ class PrometheusMetrics:
             ["operation_type", "operation_name", "outcome"],
             registry=registry,
         )
-        self.latency = Histogram(
+        self.latency = _Histogram(
             "graphql_api_request_duration_seconds",
             "Time from receiving a GraphQL request to its answer, by operation type.",
             ["operation_type"],
@@ -199,6 +218,12 @@ class PrometheusMetrics:
             multiprocess_mode="livesum",
         )
         self._requests: dict[tuple[str, str, str], Any] = {}
+        # Counts not yet written: by label child, and the latencies by operation type.
+        self._pending: dict[Any, int] = {}
+        self._latencies = {kind: [0] * len(_BOUNDS) for kind in (*OPERATION_TYPES, UNKNOWN)}
+        self._latency_sums = dict.fromkeys(self._latencies, 0.0)
+        self._pools: list[tuple[Any, Any]] = []
+        self._timer: asyncio.TimerHandle | None = None
         self._latency = {kind: self.latency.labels(kind) for kind in (*OPERATION_TYPES, UNKNOWN)}
         self._logins = _children(self.logins, LOGIN_OUTCOMES)
         self._refreshes = _children(self.refreshes, REFRESH_OUTCOMES)
@@ -227,19 +252,21 @@ class PrometheusMetrics:
             if outcome.trusted:
                 # A trusted document's own name: the manifests bound these at start-up.
                 name = outcome.operation_name or ANONYMOUS
-                self._trusted["hit"].inc()
+                self._add(self._trusted["hit"])
             else:
                 name = FREE_FORM if kind != UNKNOWN else UNKNOWN
                 if code in TRUSTED_REFUSALS:
-                    self._trusted[code].inc()
+                    self._add(self._trusted[code])
             if outcome.limit_rule is not None:
                 self._count(self._query_limits, self.query_limits, outcome.limit_rule)
         key = (kind, name, code)
         child = self._requests.get(key)
         if child is None:
             child = self._requests[key] = self.requests.labels(*key)
-        child.inc()
-        self._latency[kind].observe(seconds)
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + 1
+        self._latencies[kind][bisect_left(_BOUNDS, seconds)] += 1
+        self._latency_sums[kind] += seconds
 
     def login(self, outcome: str) -> None:
         self._count(self._logins, self.logins, outcome)
@@ -247,11 +274,11 @@ class PrometheusMetrics:
     def refresh(self, outcome: str) -> None:
         self._count(self._refreshes, self.refreshes, outcome)
         if outcome == "reuse":
-            self.reuse.inc()
+            self._add(self.reuse)
 
     def revoked(self, reason: str, sessions: int) -> None:
         if sessions > 0:
-            self._child(self._revocations, self.revocations, reason).inc(sessions)
+            self._add(self._child(self._revocations, self.revocations, reason), sessions)
 
     def rate_limited(self, rule: str) -> None:
         self._count(self._rate_limits, self.rate_limits, rule)
@@ -268,9 +295,35 @@ class PrometheusMetrics:
         if child is None:
             label = str(code) if code in WS_CLOSE_CODES else OTHER
             child = self._ws_closes[code] = self.ws_closes.labels(label)
-        child.inc()
+        self._add(child)
+
+    def start(self) -> None:
+        """Write the gathered counts every ``FLUSH_INTERVAL`` seconds (on the running loop)."""
+        if self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._tick)
+
+    def _tick(self) -> None:
+        self.flush()
+        self._timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self._tick)
+
+    def flush(self) -> None:
+        """Write what was counted since the last flush, and sample the pools."""
+        pending, self._pending = self._pending, {}
+        for child, amount in pending.items():
+            child.inc(amount)
+        for kind, counts in self._latencies.items():
+            if any(counts):
+                self._latencies[kind] = [0] * len(_BOUNDS)
+                total, self._latency_sums[kind] = self._latency_sums[kind], 0.0
+                self._latency[kind].add(counts, total)
+        for gauge, pool in self._pools:
+            gauge.set(pool.checkedout())
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.flush()
         if self.multiprocess_dir is not None:
             # This worker's gauges (open sockets, connections in use) leave the sums.
             mark_process_dead(os.getpid(), self.multiprocess_dir)  # type: ignore[no-untyped-call]
@@ -278,19 +331,27 @@ class PrometheusMetrics:
     # --- database pools ---------------------------------------------------------------
 
     def watch_pools(self, engines: Iterable[AsyncEngine]) -> None:
-        """Count checked-out connections from the pools' own events: every worker keeps
-        its own count current, so a scrape answered by one worker sees them all."""
+        """Sample the checked-out connections of these engines' pools at every flush:
+        every worker keeps its own value current, so a scrape answered by one worker sees
+        them all (a second late at most). A pool event per checkout would cost every
+        request."""
         engines = list(engines)
         names = ("shared",) if len(engines) == 1 else ("read", "write")
         for name, engine in zip(names, engines, strict=False):
-            _count_checkouts(engine, self.db_checked_out.labels(name))
+            pool = engine.sync_engine.pool
+            if callable(getattr(pool, "checkedout", None)):
+                gauge = self.db_checked_out.labels(name)
+                gauge.set(0)
+                self._pools.append((gauge, pool))
 
     # --- exposition -------------------------------------------------------------------
 
     content_type = CONTENT_TYPE_LATEST
 
     def exposition(self) -> bytes:
-        """The text format: every worker's series added up in multiprocess mode."""
+        """The text format: every worker's series added up in multiprocess mode (call it
+        on the event loop's thread: it flushes this process's counts first)."""
+        self.flush()
         if self.multiprocess_dir is None:
             return generate_latest(self.registry)
         forget_dead_workers(self.multiprocess_dir)
@@ -308,14 +369,11 @@ class PrometheusMetrics:
         return child
 
     def _count(self, children: dict[str, Any], metric: Counter, value: str) -> None:
-        self._child(children, metric, value).inc()
+        self._add(self._child(children, metric, value))
 
-
-def _count_checkouts(engine: AsyncEngine, gauge: Any) -> None:
-    gauge.set(0)
-    pool = engine.sync_engine.pool
-    event.listen(pool, "checkout", lambda *_: gauge.inc())
-    event.listen(pool, "checkin", lambda *_: gauge.dec())
+    def _add(self, child: Any, amount: int = 1) -> None:
+        pending = self._pending
+        pending[child] = pending.get(child, 0) + amount
 
 
 def _children(metric: Counter, values: Iterable[str]) -> dict[str, Any]:

@@ -60,6 +60,9 @@ class Recorder(Protocol):
     def ws_closed(self, code: int) -> None:
         """A WebSocket connection that ``ws_opened`` counted closed with ``code``."""
 
+    def start(self) -> None:
+        """The process starts serving (on its event loop)."""
+
     def close(self) -> None:
         """The process stops recording (its worker exits)."""
 
@@ -89,6 +92,9 @@ class NullRecorder:
         pass
 
     def ws_closed(self, code: int) -> None:
+        pass
+
+    def start(self) -> None:
         pass
 
     def close(self) -> None:
