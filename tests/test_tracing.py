@@ -23,7 +23,7 @@ from graphql_api.app import create_app
 from graphql_api.auth.keys import KeySet
 from graphql_api.container import Container, build_tracing
 from graphql_api.observability.environment import tracing_enabled
-from graphql_api.observability.tracing import Tracing
+from graphql_api.observability.tracing import Tracing, root_ratio
 from graphql_api.settings import Settings
 from graphql_api.web.client_page import CLIENT_MANIFEST
 from tests.conftest import LOGIN, FakeClock
@@ -187,6 +187,58 @@ async def test_the_sampler_comes_from_the_standard_variables(
             for _ in range(5):
                 assert (await http.post("/graphql", json={"query": "{ __typename }"})).is_success
     assert exporter.get_finished_spans() == ()
+
+
+async def test_parent_based_sampling_follows_the_caller_and_draws_the_rest(
+    settings: Settings,
+    clock: FakeClock,
+    keys: KeySet,
+    exporter: InMemorySpanExporter,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "parentbased_traceidratio")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0")
+    tracing = Tracing(processor=SimpleSpanProcessor(exporter))
+    assert tracing.root_ratio == 0.0
+    container = Container(settings, clock=clock, keys=keys, tracing=tracing)
+    app = create_app(container=container)
+    query = {"query": "{ __typename }"}
+    async with app.lifespan():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            exporter.clear()
+            for _ in range(5):  # roots: drawn at 0 %, so no span at all
+                await http.post("/graphql", json=query)
+            assert exporter.get_finished_spans() == ()
+            # A caller that did not sample: nor do we.
+            unsampled = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"}
+            await http.post("/graphql", json=query, headers=unsampled)
+            assert exporter.get_finished_spans() == ()
+            # A caller that sampled: its trace goes on here, whatever our ratio.
+            sampled = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+            await http.post("/graphql", json=query, headers=sampled)
+    [server] = server_spans(exporter)
+    assert server.context is not None and format(server.context.trace_id, "032x") == TRACE_ID
+
+
+@pytest.mark.parametrize(
+    ("environ", "ratio"),
+    [
+        ({}, 1.0),  # the SDK's default: parentbased_always_on
+        ({"OTEL_TRACES_SAMPLER": "parentbased_always_off"}, 0.0),
+        (
+            {"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"},
+            0.1,
+        ),
+        ({"OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "x"}, None),
+        ({"OTEL_TRACES_SAMPLER": "traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}, None),
+        ({"OTEL_TRACES_SAMPLER": "always_on"}, None),
+    ],
+)
+def test_only_the_standard_parent_based_samplers_are_drawn_before_the_sdk(
+    environ: dict[str, str], ratio: float | None
+) -> None:
+    assert root_ratio(environ) == ratio
 
 
 def test_tracing_is_on_only_with_an_otlp_endpoint() -> None:
