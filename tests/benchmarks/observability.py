@@ -6,7 +6,8 @@ sampling, both, and tracing with every request sampled. The tracing copies expor
 OTLP/HTTP to ``otlp_sink`` on the client's core, which discards it. Each workload is run
 on every copy in turn, ``rounds`` times in a rotating order (a noisy neighbour then
 weighs on every copy alike), and each copy's median is compared with the copy that has
-everything off.
+everything off. The same configurations are then counted in instructions per request
+under valgrind (``instructions.py``), which no neighbour moves.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from tests.benchmarks import instructions
 from tests.benchmarks.workloads import W2, W3, Workload
 
 
@@ -95,6 +97,8 @@ class Comparison:
     p99_ms: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     # The server's CPU time per request (microseconds), each round.
     cpu_us: dict[str, dict[str, list[float]]] = field(default_factory=dict)
+    # Instructions per request (callgrind), when counted.
+    instructions: dict[str, dict[str, float]] = field(default_factory=dict)
     exported: dict[str, int] = field(default_factory=dict)
     scraped_requests: float = 0.0
     wrong: int = 0
@@ -111,6 +115,12 @@ class Comparison:
     def cpu_loss(self, workload: str, label: str) -> float:
         """The throughput lost on a core kept busy, from CPU time per request."""
         return 1 - self.cpu(workload, OFF.label) / self.cpu(workload, label)
+
+    def instruction_loss(self, workload: str, label: str) -> float | None:
+        counted = self.instructions.get(workload)
+        if not counted:
+            return None
+        return 1 - counted[OFF.label] / counted[label]
 
 
 class Sink:
@@ -157,6 +167,7 @@ def compare(
     rounds: int,
     duration: int,
     warmup: int,
+    count_instructions: bool = True,
     workloads: Sequence[Workload] = WORKLOADS,
 ) -> Comparison:
     """``start(name, env)`` a server, ``measure(server, workload, seconds)`` one wrk run."""
@@ -191,11 +202,31 @@ def compare(
                     )
         result.exported = sink.stats()
         result.scraped_requests = _requests_counted(servers["metrics"].url)
+        for server in servers.values():
+            server.stop()
+        servers.clear()
+        if count_instructions:
+            for workload in workloads:
+                requests = INSTRUCTION_REQUESTS[workload.key]
+                counted = result.instructions.setdefault(workload.key, {})
+                for variant in VARIANTS:
+                    counted[variant.label] = instructions.count(
+                        variant.environment(sink.url), variant.metrics, workload.key, requests
+                    )
+                    print(
+                        f"  {workload.key} {variant.label:24} "
+                        f"{counted[variant.label]:>12,.0f} instructions/request (valgrind)",
+                        flush=True,
+                    )
     finally:
         for server in servers.values():
             server.stop()
         sink.stop()
     return result
+
+
+# Requests counted per configuration under valgrind (about 50 times slower than native).
+INSTRUCTION_REQUESTS = {"W2": 400, "W3": 120}
 
 
 def _requests_counted(url: str) -> float:
@@ -236,13 +267,28 @@ def markdown(result: Comparison) -> list[str]:
             loss = "" if label == OFF.label else f", {result.cpu_loss(workload, label):+.1%}"
             cpu_cells.append(f"{result.cpu(workload, label):,.0f} us CPU{loss}")
         lines.append(f"| {workload} CPU/request | " + " | ".join(cpu_cells) + " |")
+        counted = result.instructions.get(workload)
+        if counted:
+            cells = []
+            for label in labels:
+                counted_loss = result.instruction_loss(workload, label)
+                shown = (
+                    "" if label == OFF.label or counted_loss is None else f", {counted_loss:+.1%}"
+                )
+                cells.append(f"{counted[label] / 1e6:.2f} M{shown}")
+            lines.append(f"| {workload} instructions/request | " + " | ".join(cells) + " |")
     lines += [
         "",
-        "| target | loss in req/s | loss from CPU/request | wanted | met in req/s | met in CPU |",
+        "| target | loss in req/s | from CPU/request | from instructions | wanted | met "
+        "(req/s, CPU, instructions) |",
         "|---|---|---|---|---|---|",
     ]
-    for what, measured, cpu, wanted, met, cpu_met in targets(result):
-        lines.append(f"| {what} | {measured} | {cpu} | {wanted} | {_yes(met)} | {_yes(cpu_met)} |")
+    for what, measured, cpu, counted_text, wanted, met in targets(result):
+        lines.append(
+            f"| {what} | {measured} | {cpu} | {counted_text} | {wanted} | "
+            + ", ".join(_yes(m) if m is not None else "-" for m in met)
+            + " |"
+        )
     lines += [
         "",
         f"The receiver took {result.exported.get('posts', 0):,} export requests "
@@ -256,14 +302,17 @@ def _yes(met: bool) -> str:
     return "yes" if met else "**no**"
 
 
-def targets(result: Comparison) -> list[tuple[str, str, str, str, bool, bool]]:
-    rows = []
+def targets(
+    result: Comparison,
+) -> list[tuple[str, str, str, str, str, tuple[bool | None, ...]]]:
+    rows: list[tuple[str, str, str, str, str, tuple[bool | None, ...]]] = []
     for workload in result.rps:
         for variant in VARIANTS:
             if variant.goal is None:
                 continue
             loss = result.loss(workload, variant.label)
             cpu_loss = result.cpu_loss(workload, variant.label)
+            counted = result.instruction_loss(workload, variant.label)
             rows.append(
                 (
                     f"{workload} {variant.label}",
@@ -271,9 +320,13 @@ def targets(result: Comparison) -> list[tuple[str, str, str, str, bool, bool]]:
                     f"{result.median(workload, variant.label):,.0f} req/s)",
                     f"{cpu_loss:.1%} ({result.cpu(workload, OFF.label):,.0f} -> "
                     f"{result.cpu(workload, variant.label):,.0f} us)",
+                    "-" if counted is None else f"{counted:.1%}",
                     f"< {variant.goal:.0%}",
-                    loss < variant.goal,
-                    cpu_loss < variant.goal,
+                    (
+                        loss < variant.goal,
+                        cpu_loss < variant.goal,
+                        None if counted is None else counted < variant.goal,
+                    ),
                 )
             )
     return rows
@@ -286,6 +339,7 @@ def as_json(result: Comparison) -> dict[str, Any]:
         "rps": result.rps,
         "p99_ms": result.p99_ms,
         "cpu_us": result.cpu_us,
+        "instructions": result.instructions,
         "cpu_loss": {
             w: {label: result.cpu_loss(w, label) for label in result.cpu_us[w]}
             for w in result.cpu_us

@@ -137,6 +137,20 @@ def ensure_wrk() -> str:
     return found
 
 
+def ensure_valgrind() -> bool:
+    """valgrind counts instructions for the observability comparison; installed from the
+    Debian packages when missing (False: it could not be, and the count is skipped)."""
+    if shutil.which("valgrind"):
+        return True
+    print("valgrind not found: installing it from the Debian packages", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    install = [*sudo, "apt-get", "install", "-y", "valgrind"]
+    if subprocess.run(install, check=False).returncode != 0:  # noqa: S603
+        subprocess.run([*sudo, "apt-get", "update"], check=False)  # noqa: S603
+        subprocess.run(install, check=False)  # noqa: S603
+    return shutil.which("valgrind") is not None
+
+
 def machine() -> dict[str, str]:
     cpu = "unknown"
     try:
@@ -588,6 +602,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--observability-rounds", type=int, default=3, help="rounds per copy and workload"
     )
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip counting instructions per request under valgrind (observability)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
 
@@ -635,6 +654,7 @@ def main(argv: list[str] | None = None) -> int:
                 rounds=args.observability_rounds,
                 duration=load.duration,
                 warmup=load.warmup,
+                count_instructions=not args.no_instructions and ensure_valgrind(),
             )
             report.observability = observability.as_json(comparison)
             report.observability_markdown = observability.markdown(comparison)
