@@ -28,7 +28,7 @@ from graphql_api.settings import ConfigurationError, Settings
 from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
 from graphql_api.web.dispatch import Dispatcher
-from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint
+from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint, RequestObserver
 from graphql_api.web.graphql_ws import GraphQLWebSocket
 from graphql_api.web.limits import limit_middleware
 from graphql_api.web.security_headers import SecurityHeaders
@@ -104,6 +104,14 @@ def create_app(
         container = Container(settings)
     engine = build_engine(settings)
     proxies = parse_proxies(settings.trusted_proxies)
+    observers: list[RequestObserver] = []
+    if container.prometheus is not None:
+        engine.stats.listeners.append(container.metrics.fallback)
+        observers.append(container.prometheus)
+    tracing = container.tracing
+    if tracing is not None:
+        engine.tracer = tracing
+        observers.append(tracing)
     context_getter = ContextGetter(
         services=Services(
             auth=container.auth,
@@ -118,10 +126,11 @@ def create_app(
     )
     graphql = GraphQLEndpoint(
         engine=engine,
-        context_getter=context_getter,
+        context_getter=tracing.authentication(context_getter) if tracing else context_getter,
         max_body=settings.max_body_bytes,
         proxies=proxies,
         development=settings.is_development,
+        observers=observers,
     )
 
     @asynccontextmanager
@@ -169,6 +178,16 @@ def create_app(
             container.keys.public_jwks(), headers={"cache-control": "public, max-age=300"}
         )
 
+    prometheus = container.prometheus
+    if prometheus is not None:
+
+        @routes.get("/metrics", include_in_schema=False)
+        async def metrics() -> Response:
+            body = prometheus.exposition()  # this worker's counts, then every worker's files
+            return Response(
+                body, media_type=prometheus.content_type, headers={"cache-control": "no-store"}
+            )
+
     if settings.is_development:
         add_client_page(routes, settings)
 
@@ -182,8 +201,12 @@ def create_app(
         trusted_origins=tuple(settings.cors_origins),
         public_origin=settings.public_origin,
         proxies=proxies,
+        metrics=container.metrics,
     )
-    asgi: ASGIApp = Dispatcher(graphql_post=graphql, graphql_websocket=graphql_ws, fallback=routes)
+    graphql_post: ASGIApp = tracing.server(graphql) if tracing else graphql
+    asgi: ASGIApp = Dispatcher(
+        graphql_post=graphql_post, graphql_websocket=graphql_ws, fallback=routes
+    )
     # The middleware, once for every path (innermost first).
     if settings.cors_origins:
         asgi = CORSMiddleware(

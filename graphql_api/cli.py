@@ -122,6 +122,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from graphql_api.web.listener import ListenError, listen
 
     configure_logging(settings)  # before the keys: generating one is logged
+    if settings.metrics:
+        # Before anything imports prometheus_client and before uvicorn starts the workers.
+        from graphql_api.observability.multiprocess import prepare_directory
+
+        prepare_directory()
     try:
         setting = "GRAPHQL_API_JWT_KEYS_FILE" if settings.jwt_keys_file else "the development key"
         check_private(

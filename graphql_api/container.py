@@ -19,6 +19,8 @@ from graphql_api.auth.tokens import AccessTokenCodec
 from graphql_api.clock import Clock, SystemClock
 from graphql_api.db.engine import Database, Timeouts
 from graphql_api.db.migrate import head_revision
+from graphql_api.observability.environment import tracing_enabled
+from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.rate_limit import (
     FallbackRateLimiter,
     MemoryRateLimiter,
@@ -37,6 +39,9 @@ from graphql_api.settings import Settings
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+
+    from graphql_api.observability.metrics import PrometheusMetrics
+    from graphql_api.observability.tracing import Tracing
 
 logger = logging.getLogger("graphql_api")
 
@@ -71,9 +76,15 @@ class Container:
         certs_fetcher: CertsFetcher | None = None,
         keys: KeySet | None = None,
         limiter: RateLimiter | None = None,
+        metrics: PrometheusMetrics | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         settings.check_production()
         self.settings = settings
+        # Built only when on: off, neither prometheus_client nor the OpenTelemetry SDK is imported.
+        self.prometheus = metrics if metrics is not None else build_metrics(settings)
+        self.metrics: Recorder = self.prometheus or NULL_RECORDER
+        self.tracing = tracing if tracing is not None else build_tracing()
         self.clock = clock or SystemClock()
         self.db = Database(
             settings.database_url,
@@ -168,9 +179,14 @@ class Container:
             google=self.google,
             revocations=self.revocations,
             limiter=self.limiter,
+            metrics=self.metrics,
         )
         self.users = UserService(
-            db=self.db, clock=self.clock, revocations=self.revocations, events=self.events
+            db=self.db,
+            clock=self.clock,
+            revocations=self.revocations,
+            events=self.events,
+            metrics=self.metrics,
         )
         self.categories = CategoryService(db=self.db, clock=self.clock, events=self.events)
         self.authenticator = Authenticator(codec=self.codec, revocations=self.revocations)
@@ -179,6 +195,10 @@ class Container:
             db=self.db, clock=self.clock, revocation_retention=self.revocations.retention
         )
         self._prune_task: asyncio.Task[None] | None = None
+        if self.prometheus is not None:
+            self.prometheus.watch_pools(self.db.engines)
+        if self.tracing is not None:
+            self.tracing.instrument_databases(self.db.engines)
 
     def _use_keys(self, keys: KeySet) -> None:
         self.keys = keys
@@ -192,6 +212,7 @@ class Container:
             self._prune_task = asyncio.create_task(
                 self.pruner.run(every=self.settings.prune_interval)
             )
+        self.metrics.start()
         try:
             await self.revocations.refresh(force=True)
         except Exception:  # noqa: BLE001 - start anyway; /readyz reports the database
@@ -212,3 +233,25 @@ class Container:
         for client in (self.redis, self.redis_pubsub):
             if client is not None:
                 await client.aclose()
+        self.metrics.close()
+        if self.tracing is not None:
+            self.tracing.shutdown()
+
+
+def build_metrics(settings: Settings) -> PrometheusMetrics | None:
+    """Prometheus metrics when ``METRICS=true``, in multiprocess mode under ``serve``."""
+    if not settings.metrics:
+        return None
+    from graphql_api.observability.metrics import PrometheusMetrics
+    from graphql_api.observability.multiprocess import multiprocess_dir
+
+    return PrometheusMetrics(multiprocess_dir=multiprocess_dir())
+
+
+def build_tracing() -> Tracing | None:
+    """OpenTelemetry tracing when an OTLP endpoint is set (``OTEL_*`` variables)."""
+    if not tracing_enabled():
+        return None
+    from graphql_api.observability.tracing import Tracing
+
+    return Tracing()

@@ -134,6 +134,9 @@ class Settings(BaseSettings):
     # Seconds /readyz says 503 after SIGTERM while requests are still served, before the
     # drain: time for a load balancer to stop sending.
     shutdown_delay: float = Field(default=1.0, ge=0, le=60)
+    # GET /metrics in Prometheus' text format, added up over every worker process
+    # (tracing is configured by the standard OTEL_* variables).
+    metrics: bool = False
     # Seconds between automatic prunes of expired rows (0: only `graphql-api prune`).
     prune_interval: float = Field(default=3600, ge=0)
 

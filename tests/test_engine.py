@@ -217,3 +217,58 @@ async def test_schema_extensions_turn_the_plans_off_instead_of_being_skipped() -
         result = await engine.execute(GraphQLRequest(query="{ tree { n } }"), Ctx())
         assert result.formatted() == {"data": {"tree": {"n": 1}}}
     assert calls == ["execute", "execute"]
+
+
+@pytest.mark.parametrize(
+    ("config", "query", "rule"),
+    [
+        ({"max_depth": 2}, "{ tree { left { left { n } } } }", "depth"),
+        ({"max_aliases": 1}, "{ tree { a: n b: n } }", "aliases"),
+        ({"max_tokens": 20}, "{ tree { " + "n " * 30 + "} }", "tokens"),
+        ({"max_cost": 3}, "{ tree { left { left { n } } } }", "cost"),
+        ({"max_duplicate_fields": 2}, "{ tree { n n n } }", "duplicate_fields"),
+        (
+            {"max_directives": 1},
+            "{ tree { n @skip(if: false) @include(if: true) } }",
+            "directives",
+        ),
+        ({}, "{ tree { n @nope } }", "directive_use"),
+        ({"introspection": False}, "{ __schema { queryType { name } } }", "introspection"),
+        (
+            {},
+            "{ __schema { types { fields { type { fields { type { fields { name } } } } } } } }",
+            "introspection_depth",
+        ),
+    ],
+)
+async def test_a_refused_document_names_the_limit_that_refused_it(
+    config: dict[str, Any], query: str, rule: str
+) -> None:
+    engine = Engine(EngineSchema(query=Query), EngineConfig(**{"introspection": True, **config}))
+    for _ in range(2):  # the verdict is cached; the rule is reported every time
+        result = await engine.execute(GraphQLRequest(query=query), Ctx())
+        assert set(result.codes) == {"BAD_USER_INPUT"}, result.formatted()
+        assert result.limit_rule == rule
+
+
+async def test_a_page_size_from_variables_is_refused_as_cost() -> None:
+    @strawberry.type
+    class Paged:
+        @strawberry.field
+        def trees(self, first: int = 20) -> list[Tree]:
+            return [Tree(n=i) for i in range(first)]
+
+    engine = Engine(EngineSchema(query=Paged), EngineConfig(max_cost=50))
+    query = "query($n: Int) { trees(first: $n) { n } }"
+    ok = await engine.execute(GraphQLRequest(query=query, variables={"n": 3}), Ctx())
+    assert ok.limit_rule is None and not ok.errors
+    refused = await engine.execute(GraphQLRequest(query=query, variables={"n": 100}), Ctx())
+    assert refused.codes == ["BAD_USER_INPUT"]
+    assert refused.limit_rule == "cost"
+
+
+async def test_other_errors_name_no_limit() -> None:
+    engine = make_engine()
+    for query in ("{ tree { nope } }", "{ tree {", "{ broken }"):
+        result = await engine.execute(GraphQLRequest(query=query), Ctx())
+        assert result.errors and result.limit_rule is None

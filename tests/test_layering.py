@@ -25,11 +25,14 @@ ALLOWED: dict[str, set[str]] = {
     "db": {"errors", "records"},
     "repositories": {"db", "records"},
     "rate_limit": {"clock", "errors", "settings"},
+    # Metrics and traces: injected into the others; they import only its recorder.
+    "observability": set(),
     "services": {
         "auth",
         "clock",
         "db",
         "errors",
+        "observability",
         "rate_limit",
         "records",
         "repositories",

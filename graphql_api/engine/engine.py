@@ -22,8 +22,9 @@ import inspect
 import logging
 from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import strawberry
 from graphql import (
@@ -32,8 +33,6 @@ from graphql import (
     ExecutionResult,
     GraphQLError,
     GraphQLSyntaxError,
-    MaxIntrospectionDepthRule,
-    NoSchemaIntrospectionCustomRule,
     OperationDefinitionNode,
     OperationType,
     parse,
@@ -54,12 +53,17 @@ from graphql_api.engine.documents import (
 )
 from graphql_api.engine.errors import client_error
 from graphql_api.engine.limits import (
+    TOKENS_RULE,
     DirectiveUseRule,
+    IntrospectionDepthRule,
     MaxAliasesRule,
     MaxCostRule,
     MaxDepthRule,
     MaxDirectivesRule,
     MaxDuplicateFieldsRule,
+    NoIntrospectionRule,
+    QueryLimitError,
+    token_limit_hit,
 )
 from graphql_api.engine.plans import (
     DEFAULT_MAX_NODES,
@@ -131,9 +135,9 @@ def validation_rules(config: EngineConfig) -> list[type[ASTValidationRule]]:
     ]
     rules.extend(specified_rules)
     # Circular introspection (types { fields { type { fields ... ) where it is on.
-    rules.append(MaxIntrospectionDepthRule)
+    rules.append(IntrospectionDepthRule)
     if not config.introspection:
-        rules.append(NoSchemaIntrospectionCustomRule)
+        rules.append(NoIntrospectionRule)
     return rules
 
 
@@ -148,6 +152,10 @@ class Result:
     operation_type: str | None = None
     operation_name: str | None = None
     document_id: str | None = None
+    # The text came from a trusted document (so its operation name is from a manifest).
+    trusted: bool = False
+    # The query limit that refused the document (``QueryLimitRule.rule``), if one did.
+    limit_rule: str | None = None
 
     @property
     def codes(self) -> list[str]:
@@ -162,6 +170,12 @@ class Result:
 
 def refusal(message: str, code: str, status: int = 400) -> Result:
     return Result(None, [GraphQLError(message, extensions={"code": code})], status=status)
+
+
+class Tracer(Protocol):
+    """Where the engine opens a span around work worth seeing in a trace."""
+
+    def span(self, name: str) -> AbstractContextManager[object]: ...
 
 
 @dataclass
@@ -211,6 +225,8 @@ class Engine:
                 extra={"event": "plans_disabled"},
             )
         self.stats = EngineStats()
+        # Tracing, when on: a span around each parse and validation (cache misses only).
+        self.tracer: Tracer | None = None
         for entry in self.trusted.entries.values():
             verdict = self.verify(entry)
             self.documents.pin(entry.text, verdict)
@@ -275,6 +291,16 @@ class Engine:
         if isinstance(resolved, Result):
             return resolved
         query = resolved
+        result = await self._run(query, request, context)
+        # The text came from a manifest (a client may also send a query with an unknown id).
+        result.trusted = (
+            request.document_id is not None
+            and self.trusted.mode is not TrustMode.OFF
+            and self.trusted.get(request.document_id) is not None
+        )
+        return result
+
+    async def _run(self, query: str, request: GraphQLRequest, context: Any) -> Result:
         if self.foreign_extensions:
             return await self._strawberry(query, request, context)
         entry = self._entry(query)
@@ -416,10 +442,19 @@ class Engine:
         entry = self.documents.get(query)
         if entry is not None:
             return entry
+        if self.tracer is None:
+            return self._validate(query)
+        with self.tracer.span("graphql.validate"):
+            return self._validate(query)
+
+    def _validate(self, query: str) -> CachedDocument | Result:
         try:
             document = parse(query, max_tokens=self.config.max_tokens)
         except GraphQLSyntaxError as error:
-            return self._result(None, [error], None)
+            result = self._result(None, [error], None)
+            if token_limit_hit(error):
+                result.limit_rule = TOKENS_RULE
+            return result
         return self.documents.validate(self.graphql_schema, query, document)
 
     async def _plan(
@@ -501,7 +536,8 @@ class Engine:
             client_error(error, request_id=request_id, hide_hints=self.config.hide_hints)
             for error in errors
         ]
-        return Result(data, mapped, **meta)
+        limit = next((e.rule for e in errors if isinstance(e, QueryLimitError)), None)
+        return Result(data, mapped, limit_rule=limit, **meta)
 
 
 def _renewed(context: Any) -> Any:

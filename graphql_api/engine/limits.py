@@ -15,6 +15,7 @@ whose page sizes come from variables, on the variables as GraphQL coerces them (
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -33,6 +34,8 @@ from graphql import (
     GraphQLSchema,
     InlineFragmentNode,
     IntValueNode,
+    MaxIntrospectionDepthRule,
+    NoSchemaIntrospectionCustomRule,
     NullValueNode,
     OperationDefinitionNode,
     SelectionSetNode,
@@ -48,10 +51,29 @@ Rule = TypeVar("Rule", bound="QueryLimitRule")
 Summary = TypeVar("Summary")
 
 
+class QueryLimitError(GraphQLError):
+    """A document refused by a query limit; ``rule`` names the limit (a closed set: it
+    is a metric label). Clients see an ordinary BAD_USER_INPUT error."""
+
+    def __init__(self, message: str, node: Any, *, rule: str) -> None:
+        super().__init__(message, node, extensions={"code": "BAD_USER_INPUT"})
+        self.rule = rule
+
+    @classmethod
+    def of(cls, error: GraphQLError, rule: str) -> QueryLimitError:
+        """graphql-core's own error from one of its rules, named as ours are (and mapped
+        to a client error as before: its extensions are kept)."""
+        named = cls(error.message, error.nodes, rule=rule)
+        named.extensions = error.extensions
+        return named
+
+
 class QueryLimitRule(ValidationRule):
     """A limit on the whole document, checked once when the document is entered."""
 
     limit: ClassVar[int] = 0
+    # The stable name of the limit, reported with its refusals (metrics).
+    rule: ClassVar[str] = ""
 
     @classmethod
     def with_limit(cls: type[Rule], limit: int) -> type[Rule]:
@@ -162,8 +184,8 @@ def _selection_sets(selection_set: SelectionSetNode) -> Iterator[SelectionSetNod
                 stack.append(selection.selection_set)  # type: ignore[attr-defined]
 
 
-def _too_costly(message: str, node: Any) -> GraphQLError:
-    return GraphQLError(message, node, extensions={"code": "BAD_USER_INPUT"})
+def _too_costly(message: str, node: Any, rule: str) -> QueryLimitError:
+    return QueryLimitError(message, node, rule=rule)
 
 
 # --- the rules --------------------------------------------------------------------
@@ -177,6 +199,7 @@ class MaxDepthRule(QueryLimitRule):
     """
 
     limit = 10
+    rule = "depth"
 
     def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
         depths = summarize_fragments(document, lambda f, known: self._depth(f, known, 0))
@@ -186,6 +209,7 @@ class MaxDepthRule(QueryLimitRule):
                 yield _too_costly(
                     f"Query is nested too deeply: depth {depth}, the maximum is {self.limit}.",
                     operation,
+                    self.rule,
                 )
 
     @staticmethod
@@ -224,6 +248,7 @@ class _CountingRule(QueryLimitRule):
                 yield _too_costly(
                     f"Query has too many {self.what}: {shown}, the maximum is {self.limit}.",
                     operation,
+                    self.rule,
                 )
 
     def _count(
@@ -253,6 +278,7 @@ class MaxAliasesRule(_CountingRule):
     """
 
     limit = 15
+    rule = "aliases"
     what = "aliases"
 
     def own(self, node: Any) -> int:
@@ -263,6 +289,7 @@ class MaxDirectivesRule(_CountingRule):
     """Directives are work for every validator and executor (directive overloading)."""
 
     limit = 50
+    rule = "directives"
     what = "directives"
 
     def own(self, node: Any) -> int:
@@ -278,6 +305,8 @@ class DirectiveUseRule(QueryLimitRule):
     overloading). GraphQL's own rules would answer each copy with an error of its own, so
     ``@aa@aa@aa...`` made the response grow with the request."""
 
+    rule = "directive_use"
+
     def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
         schema = self.context.schema
         for node in _directive_holders(document):
@@ -286,12 +315,13 @@ class DirectiveUseRule(QueryLimitRule):
                 name = directive.name.value
                 definition = schema.get_directive(name)
                 if definition is None:
-                    yield _too_costly(f"Unknown directive '@{name}'.", directive)
+                    yield _too_costly(f"Unknown directive '@{name}'.", directive, self.rule)
                     return
                 if name in seen and not definition.is_repeatable:
                     yield _too_costly(
                         f"The directive '@{name}' can only be used once at this location.",
                         directive,
+                        self.rule,
                     )
                     return
                 seen.add(name)
@@ -317,6 +347,7 @@ class MaxDuplicateFieldsRule(QueryLimitRule):
     """
 
     limit = 20
+    rule = "duplicate_fields"
 
     def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
         cap = self.limit + 1
@@ -332,6 +363,7 @@ class MaxDuplicateFieldsRule(QueryLimitRule):
                         f"Query repeats the field {key!r} too often: "
                         f"the maximum is {self.limit} in one selection.",
                         selection_set,
+                        self.rule,
                     )
                     return
 
@@ -367,6 +399,7 @@ class MaxCostRule(QueryLimitRule):
     """
 
     limit = 5000
+    rule = "cost"
 
     def check(self, document: DocumentNode) -> Iterator[GraphQLError]:
         schema = self.context.schema
@@ -420,6 +453,7 @@ class MaxCostRule(QueryLimitRule):
                     f"Query is too expensive: cost {shown}, the maximum is {cls.limit}. "
                     "Ask for smaller pages (first) or fewer nested connections.",
                     operation,
+                    cls.rule,
                 )
 
 
@@ -528,3 +562,34 @@ def _size(value: Any, fallback: int, cap: int) -> int:
         # null asks for the default page; other types never survive coercion.
         return fallback
     return min(max(value, 0), cap)
+
+
+# --- graphql-core's limits, named ----------------------------------------------------
+
+
+class NoIntrospectionRule(NoSchemaIntrospectionCustomRule):
+    """graphql-core's refusal of introspection (production), reported as a limit."""
+
+    rule = "introspection"
+
+    def report_error(self, error: GraphQLError) -> None:
+        super().report_error(QueryLimitError.of(error, self.rule))
+
+
+class IntrospectionDepthRule(MaxIntrospectionDepthRule):
+    """graphql-core's bound on circular introspection, reported as a limit."""
+
+    rule = "introspection_depth"
+
+    def report_error(self, error: GraphQLError) -> None:
+        super().report_error(QueryLimitError.of(error, self.rule))
+
+
+# Parsing stops at ``max_tokens`` (graphql-core's own check, comments included).
+TOKENS_RULE = "tokens"
+_TOKEN_LIMIT_MESSAGE = re.compile(r"^Syntax Error: Document contains more than \d+ tokens\.")
+
+
+def token_limit_hit(error: GraphQLError) -> bool:
+    """Whether a syntax error is graphql-core's token limit rather than bad syntax."""
+    return bool(_TOKEN_LIMIT_MESSAGE.match(error.message))

@@ -22,14 +22,15 @@ from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.db.models import RefreshToken as RefreshTokenRow
 from graphql_api.db.models import Session, User
-from graphql_api.errors import NotFound, Unauthenticated
+from graphql_api.errors import NotFound, RateLimited, ServiceUnavailable, Unauthenticated
+from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.rate_limit import RateLimiter
 from graphql_api.records import Role, SessionRecord, UserRecord
 from graphql_api.repositories import sessions as sessions_repo
 from graphql_api.repositories import users as users_repo
 from graphql_api.services.revocation import RevocationList
 from graphql_api.services.validation import profile_name, profile_picture_url
-from graphql_api.settings import Settings
+from graphql_api.settings import RateLimit, Settings
 
 audit = logging.getLogger("graphql_api.audit")
 
@@ -74,6 +75,7 @@ class AuthService:
         google: GoogleVerifier,
         revocations: RevocationList,
         limiter: RateLimiter,
+        metrics: Recorder = NULL_RECORDER,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -82,15 +84,32 @@ class AuthService:
         self.google = google
         self.revocations = revocations
         self.limiter = limiter
+        self.metrics = metrics
+
+    async def _hit(self, rule: str, subject: object, rate: RateLimit) -> None:
+        """One attempt against the limit ``rule`` (the key's prefix: a metric label)."""
+        try:
+            await self.limiter.hit(f"{rule}:{subject}", rate)
+        except RateLimited:
+            self.metrics.rate_limited(rule)
+            raise
 
     async def google_login(self, *, id_token: str, nonce: str | None, client: Client) -> SignedIn:
-        await self.limiter.hit(f"login:ip:{client.ip}", self.settings.login_rate)
+        try:
+            return await self._google_login(id_token=id_token, nonce=nonce, client=client)
+        except (RateLimited, ServiceUnavailable) as exc:
+            self.metrics.login(_failure(exc))
+            raise
+
+    async def _google_login(self, *, id_token: str, nonce: str | None, client: Client) -> SignedIn:
+        await self._hit("login:ip", client.ip, self.settings.login_rate)
         try:
             identity = await self.google.verify(id_token, nonce=nonce)
         except InvalidGoogleToken as exc:
             _audit("login", "rejected", client, reason=str(exc))
+            self.metrics.login("rejected")
             raise Unauthenticated(SIGN_IN_FAILED) from None
-        await self.limiter.hit(f"login:sub:{identity.sub}", self.settings.login_rate)
+        await self._hit("login:sub", identity.sub, self.settings.login_rate)
         now = self.clock.now()
         email = identity.email.lower()
         try:
@@ -121,17 +140,27 @@ class AuthService:
                 session.add(self._refresh_row(row.id, refresh, now))
         except (_Replay, IntegrityError):
             _audit("login", "replayed", client, reason="id token already used")
+            self.metrics.login("replayed")
             raise Unauthenticated(SIGN_IN_FAILED) from None
         access = self.codec.issue(
             user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
         _audit("login", "success", client, user_id=user.id, session_id=row.id)
+        self.metrics.login("success")
         return SignedIn(access, refresh, users_repo.record(user), row.id, self._remaining(row, now))
 
     async def refresh(self, *, refresh_token: str, client: Client) -> SignedIn:
-        await self.limiter.hit(f"refresh:ip:{client.ip}", self.settings.refresh_rate)
+        try:
+            return await self._refresh(refresh_token=refresh_token, client=client)
+        except (RateLimited, ServiceUnavailable) as exc:
+            self.metrics.refresh(_failure(exc))
+            raise
+
+    async def _refresh(self, *, refresh_token: str, client: Client) -> SignedIn:
+        await self._hit("refresh:ip", client.ip, self.settings.refresh_rate)
         if not refresh_token or len(refresh_token) > MAX_REFRESH_TOKEN_LENGTH:
             _audit("refresh", "rejected", client, reason="malformed")
+            self.metrics.refresh("rejected")
             raise Unauthenticated(REFRESH_FAILED)
         token_hash = hash_refresh_token(refresh_token)
         # Per user too, not only per IP, and before the transaction: a rate limiter (Redis)
@@ -141,12 +170,14 @@ class AuthService:
                 session=session, token_hash=token_hash
             )
         if user_id is not None:
-            await self.limiter.hit(f"refresh:user:{user_id}", self.settings.refresh_rate)
+            await self._hit("refresh:user", user_id, self.settings.refresh_rate)
         async with self.db.writer() as session:
             rotation = await self._rotate(session, token_hash, client)
         row = rotation.row
         fields = {"user_id": row.user_id, "session_id": row.id} if row is not None else {}
         _audit("refresh", rotation.outcome, client, **fields)
+        self.metrics.refresh(rotation.outcome)
+        self.metrics.revoked("refresh_reuse", len(rotation.ended))
         self.revocations.add(rotation.ended)
         if rotation.outcome != "success" or row is None or rotation.user is None:
             raise Unauthenticated(REFRESH_FAILED)
@@ -218,6 +249,7 @@ class AuthService:
                 now=self.clock.now(),
                 reason="logout_all",
             )
+        self.metrics.revoked("logout_all", len(ended))
         self.revocations.add(ended)
         _audit("logout_all", "success", client, user_id=user_id, sessions=len(ended))
         return len(ended)
@@ -236,6 +268,7 @@ class AuthService:
                 now=self.clock.now(),
                 reason="revoked",
             )
+        self.metrics.revoked("revoked", len(ended))
         self.revocations.add(ended)
         _audit("revoke_session", "success", client, user_id=user_id, session_id=session_id)
         return bool(ended)
@@ -261,6 +294,7 @@ class AuthService:
                 now=self.clock.now(),
                 reason=reason,
             )
+        self.metrics.revoked(reason, len(ended))
         self.revocations.add(ended)
         return ended
 
@@ -318,6 +352,11 @@ class AuthService:
             user_id=user.id, session_id=row.id, not_after=row.expires_at.timestamp()
         )
         return SignedIn(access, refresh, users_repo.record(user), row.id, self._remaining(row, now))
+
+
+def _failure(exc: RateLimited | ServiceUnavailable) -> str:
+    """The outcome of a sign-in or refresh that ended before it was judged."""
+    return "rate_limited" if isinstance(exc, RateLimited) else "unavailable"
 
 
 class _Replay(Exception):

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from graphql_api.clock import Clock
 from graphql_api.db.engine import Database
 from graphql_api.errors import BadUserInput, NotFound, Unauthenticated
+from graphql_api.observability.recorder import NULL_RECORDER, Recorder
 from graphql_api.records import Role, UserRecord
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import sessions as sessions_repo
@@ -43,11 +44,13 @@ class UserService:
         clock: Clock,
         revocations: RevocationList,
         events: EventBus | None = None,
+        metrics: Recorder = NULL_RECORDER,
     ) -> None:
         self.db = db
         self.clock = clock
         self.revocations = revocations
         self.events: EventBus = events or LocalEventBus()
+        self.metrics = metrics
 
     # --- reads ------------------------------------------------------------------------
 
@@ -132,6 +135,7 @@ class UserService:
             # Their categories go with them (ON DELETE CASCADE): subscribers hear of each.
             categories = await categories_repo.ids_of_owner(session=session, owner_id=user_id)
             await users_repo.delete_by_id(session=session, user_id=user_id)
+        self.metrics.revoked("user_deleted", len(ended))
         self.revocations.add(ended)
         for category_id in categories:
             await self.events.publish(

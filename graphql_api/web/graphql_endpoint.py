@@ -14,7 +14,9 @@ import logging
 import os
 import re
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from time import perf_counter
+from typing import Protocol
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -35,6 +37,12 @@ TRANSPORT_HEADER = "x-refresh-token-transport"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 ContextGetter = Callable[[RequestFacts], Awaitable[Context]]
+
+
+class RequestObserver(Protocol):
+    """Hears of every answered request (metrics, the trace's server span)."""
+
+    def request(self, outcome: Result | None, status: int, seconds: float) -> None: ...
 
 
 class _RequestIds:
@@ -113,8 +121,10 @@ class GraphQLEndpoint:
         max_body: int,
         proxies: tuple[Network, ...] = (),
         development: bool = False,
+        observers: Sequence[RequestObserver] = (),
     ) -> None:
         self.engine = engine
+        self.observers = tuple(observers)
         self.context_getter = context_getter
         self.max_body = max_body
         self.proxies = proxies
@@ -129,10 +139,12 @@ class GraphQLEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """POST /graphql as a bare ASGI app."""
+        started = perf_counter()
         request = Request(scope, receive)
         request_id = request_id_of(request.headers.get("x-request-id"))
+        result: Result | None = None
         try:
-            response = await self.post(request, request_id)
+            response, result = await self.post(request, request_id)
         except ClientDisconnect:
             return
         except Exception:
@@ -144,26 +156,29 @@ class GraphQLEndpoint:
             )
         response.headers.setdefault("x-request-id", request_id)
         await response(scope, receive, send)
+        for observer in self.observers:
+            observer.request(result, response.status_code, perf_counter() - started)
 
-    async def post(self, request: Request, request_id: str) -> Response:
+    async def post(self, request: Request, request_id: str) -> tuple[Response, Result | None]:
+        """The response, and the engine's result when the engine answered."""
         content_type = request.headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            return error_response(415, "Content-Type must be application/json.")
+            return error_response(415, "Content-Type must be application/json."), None
         try:
             body = await read_body(request, self.max_body)
         except BodyTooLarge:
-            return error_response(413, f"Request body exceeds {self.max_body} bytes.")
+            return error_response(413, f"Request body exceeds {self.max_body} bytes."), None
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return error_response(400, "Request body is not valid JSON.")
+            return error_response(400, "Request body is not valid JSON."), None
         try:
             graphql_request = GraphQLRequest.from_payload(payload)
         except RequestError as exc:
-            return error_response(exc.status, exc.message, exc.code)
+            return error_response(exc.status, exc.message, exc.code), None
         refused = self.engine.admit(graphql_request)
         if refused is not None:
-            return self._respond(refused, request_id, None)
+            return self._respond(refused, request_id, None), refused
         try:
             context = await self.context_getter(self.facts(request, request_id))
         except ServiceUnavailable as unavailable:
@@ -174,7 +189,7 @@ class GraphQLEndpoint:
                 unavailable.code,
                 request_id=request_id,
                 retry_after=unavailable.retry_after,
-            )
+            ), None
         except Exception:
             logger.exception(
                 "cannot build the request context",
@@ -182,9 +197,9 @@ class GraphQLEndpoint:
             )
             return error_response(
                 500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
-            )
+            ), None
         result = await self.engine.execute(graphql_request, context)
-        return self._respond(result, request_id, context)
+        return self._respond(result, request_id, context), result
 
     def facts(self, request: Request, request_id: str) -> RequestFacts:
         headers = request.headers

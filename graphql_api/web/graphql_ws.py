@@ -26,7 +26,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from json import JSONDecodeError
-from typing import Any
+from typing import Any, Protocol
 
 from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 from strawberry.asgi import ASGIWebSocketAdapter, GraphQL
@@ -63,6 +63,19 @@ TOO_BIG = 1009
 TRY_AGAIN_LATER = 1013
 
 
+class SocketMetrics(Protocol):
+    def ws_opened(self) -> None: ...
+    def ws_closed(self, code: int) -> None: ...
+
+
+class _NoMetrics:
+    def ws_opened(self) -> None:
+        return
+
+    def ws_closed(self, code: int) -> None:
+        return
+
+
 class UserConnections:
     """Open sockets per user, in this process."""
 
@@ -83,9 +96,16 @@ class UserConnections:
 
 
 class _SizedAdapter(ASGIWebSocketAdapter):
-    """Strawberry's adapter, closing with 1009 on a message over the size limit."""
+    """Strawberry's adapter, closing with 1009 on a message over the size limit, and
+    remembering how the socket closed (the code sent or received; metrics count them)."""
 
     view: GraphQLWebSocket
+    close_code: int | None = None
+
+    async def close(self, code: int, reason: str) -> None:
+        if self.close_code is None:
+            self.close_code = code
+        await super().close(code, reason)
 
     async def iter_json(
         self, *, ignore_parsing_errors: bool = False
@@ -105,8 +125,9 @@ class _SizedAdapter(ASGIWebSocketAdapter):
                         raise NonJsonMessageReceived from exc
         except KeyError as exc:
             raise NonTextMessageReceived from exc
-        except WebSocketDisconnect:
-            pass
+        except WebSocketDisconnect as disconnect:
+            if self.close_code is None:
+                self.close_code = disconnect.code
 
 
 class _Handler(BaseGraphQLTransportWSHandler[Any, None]):
@@ -123,6 +144,17 @@ class _Handler(BaseGraphQLTransportWSHandler[Any, None]):
         self._closing = False
 
     # --- lifetime ---------------------------------------------------------------------
+
+    async def handle(self) -> None:
+        metrics = self.view.metrics
+        metrics.ws_opened()
+        try:
+            await super().handle()
+        finally:
+            adapter = self.websocket
+            code = adapter.close_code if isinstance(adapter, _SizedAdapter) else None
+            # 1006: the client went away without a close frame.
+            metrics.ws_closed(code if code is not None else 1006)
 
     def _close_soon(self, code: int, reason: str) -> None:
         if self._closing:
@@ -285,6 +317,7 @@ class GraphQLWebSocket(GraphQL[Any, None]):
         trusted_origins: tuple[str, ...] = (),
         public_origin: str | None = None,
         proxies: tuple[Network, ...] = (),
+        metrics: SocketMetrics | None = None,
     ) -> None:
         schema: BaseSchema = engine.schema
         allowed = [*trusted_origins, *([public_origin] if public_origin else [])]
@@ -305,6 +338,7 @@ class GraphQLWebSocket(GraphQL[Any, None]):
         self.trusted_origins = frozenset(trusted_origins)
         self.public_origin = public_origin
         self.proxies = proxies
+        self.metrics: SocketMetrics = metrics or _NoMetrics()
         self.background: set[asyncio.Task[None]] = set()
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:

@@ -39,6 +39,7 @@ from graphql_api.container import Container
 from graphql_api.db.migrate import migrate
 from graphql_api.db.models import Revocation
 from graphql_api.services.revocation import RevocationList
+from tests.benchmarks import observability
 from tests.benchmarks.data import CLIENT_ID, Caller, production_settings, seed, sign_in
 from tests.benchmarks.workloads import SERVERS, W3, WORKLOADS, Workload
 
@@ -106,6 +107,8 @@ class Report:
     memory: dict[str, int] = field(default_factory=dict)
     keyset: dict[str, object] | None = None
     revocation: dict[str, float] | None = None
+    observability: dict[str, object] | None = None
+    observability_markdown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def cell(self, server: str, workload: str) -> Result | None:
@@ -132,6 +135,20 @@ def ensure_wrk() -> str:
     if not found:
         sys.exit("bench: wrk is not installed and could not be installed")
     return found
+
+
+def ensure_valgrind() -> bool:
+    """valgrind counts instructions for the observability comparison; installed from the
+    Debian packages when missing (False: it could not be, and the count is skipped)."""
+    if shutil.which("valgrind"):
+        return True
+    print("valgrind not found: installing it from the Debian packages", flush=True)
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    install = [*sudo, "apt-get", "install", "-y", "valgrind"]
+    if subprocess.run(install, check=False).returncode != 0:  # noqa: S603
+        subprocess.run([*sudo, "apt-get", "update"], check=False)  # noqa: S603
+        subprocess.run(install, check=False)  # noqa: S603
+    return shutil.which("valgrind") is not None
 
 
 def machine() -> dict[str, str]:
@@ -178,15 +195,24 @@ def free_port() -> int:
 
 
 class Server:
-    """One server process pinned to the server core, logging into the results folder."""
+    """One server process pinned to the server core, logging into the results folder.
+    Names starting with "ours" are ours (with ``env`` added: the observability copies)."""
 
-    def __init__(self, name: str, database_url: str, keys_file: Path, logs: Path) -> None:
+    def __init__(
+        self,
+        name: str,
+        database_url: str,
+        keys_file: Path,
+        logs: Path,
+        env_extra: dict[str, str] | None = None,
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ)
         env.update(BENCH_DATABASE_URL=database_url, BENCH_KEYS_FILE=str(keys_file))
-        if name == "ours":
+        env.update(env_extra or {})
+        if name.startswith("ours"):
             env.update(
                 GRAPHQL_API_ENV="production",
                 GRAPHQL_API_DATABASE_URL=database_url,
@@ -236,6 +262,12 @@ class Server:
             except OSError:
                 time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not answer /healthz within {timeout} s")
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server has used (every thread): a cost that other load on the
+        machine does not inflate the way it does requests/s."""
+        stat = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self) -> int:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -485,6 +517,8 @@ def markdown(report: Report) -> str:
         ]
     if report.revocation:
         lines += ["", *revocation_markdown(report.revocation)]
+    if report.observability_markdown:
+        lines += ["", *report.observability_markdown, ""]
     lines += [f"- {note}" for note in report.notes]
     return "\n".join(lines) + "\n"
 
@@ -557,6 +591,22 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--no-keyset", action="store_true", help="skip the PostgreSQL check")
     parser.add_argument("--keyset-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--observability-only",
+        action="store_true",
+        help="run only the cost of metrics and tracing (W2, W3; a few minutes)",
+    )
+    parser.add_argument(
+        "--no-observability", action="store_true", help="skip the metrics and tracing cost"
+    )
+    parser.add_argument(
+        "--observability-rounds", type=int, default=3, help="rounds per copy and workload"
+    )
+    parser.add_argument(
+        "--no-instructions",
+        action="store_true",
+        help="skip counting instructions per request under valgrind (observability)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
 
@@ -586,6 +636,32 @@ def main(argv: list[str] | None = None) -> int:
         database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
         caller = asyncio.run(prepare(database_url, keys_file))
         print(f"bench: database and session ready ({database_url})", flush=True)
+        if not args.no_observability:
+            print("bench: the cost of metrics and tracing (ours, W2 and W3)", flush=True)
+            comparison = observability.compare(
+                start=lambda name, env: Server(name, database_url, keys_file, logs, env),
+                measure=lambda server, workload, seconds: wrk(
+                    wrk_path,
+                    server,
+                    workload,
+                    caller,
+                    connections=load.connections,
+                    seconds=seconds,
+                ),
+                sink_port=free_port(),
+                client_core=CLIENT_CORE,
+                logs=logs,
+                rounds=args.observability_rounds,
+                duration=load.duration,
+                warmup=load.warmup,
+                count_instructions=not args.no_instructions and ensure_valgrind(),
+            )
+            report.observability = observability.as_json(comparison)
+            report.observability_markdown = observability.markdown(comparison)
+            if comparison.wrong:
+                report.notes.append(f"observability: {comparison.wrong} wrong responses")
+        if args.observability_only:
+            return finish_observability_only(report, args.out, started)
         for name in args.servers.split(","):
             server = Server(name, database_url, keys_file, logs)
             try:
@@ -635,6 +711,16 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
     return 1 if wrong else 0
+
+
+def finish_observability_only(report: Report, out: Path, started: float) -> int:
+    text = "\n".join(report.observability_markdown) + "\n"
+    (out / "observability.md").write_text(text)
+    (out / "observability.json").write_text(json.dumps(report.observability, indent=2))
+    print()
+    print(text)
+    print(f"bench: wrote {out / 'observability.md'} ({time.monotonic() - started:.0f} s)")
+    return 1 if report.notes else 0
 
 
 async def revocation_cost(
