@@ -30,6 +30,8 @@ from graphql_api.web.client_ip import Network, client_ip
 from graphql_api.web.graphiql import GRAPHIQL_CSP, graphiql_html
 
 logger = logging.getLogger("graphql_api.http")
+# One line per request (request id, operation, document id, user, outcome, duration).
+access = logging.getLogger("graphql_api.access")
 
 REFRESH_COOKIE = "graphql_api_refresh"
 COOKIE_PATH = "/graphql"
@@ -143,8 +145,9 @@ class GraphQLEndpoint:
         request = Request(scope, receive)
         request_id = request_id_of(request.headers.get("x-request-id"))
         result: Result | None = None
+        context: Context | None = None
         try:
-            response, result = await self.post(request, request_id)
+            response, result, context = await self.post(request, request_id)
         except ClientDisconnect:
             return
         except Exception:
@@ -156,29 +159,35 @@ class GraphQLEndpoint:
             )
         response.headers.setdefault("x-request-id", request_id)
         await response(scope, receive, send)
+        seconds = perf_counter() - started
         for observer in self.observers:
-            observer.request(result, response.status_code, perf_counter() - started)
+            observer.request(result, response.status_code, seconds)
+        if access.isEnabledFor(logging.INFO):
+            _access_line(request_id, result, context, response.status_code, seconds)
 
-    async def post(self, request: Request, request_id: str) -> tuple[Response, Result | None]:
-        """The response, and the engine's result when the engine answered."""
+    async def post(
+        self, request: Request, request_id: str
+    ) -> tuple[Response, Result | None, Context | None]:
+        """The response, the engine's result when the engine answered, and the context
+        when one was built."""
         content_type = request.headers.get("content-type", "")
         if content_type.split(";", 1)[0].strip().lower() != "application/json":
-            return error_response(415, "Content-Type must be application/json."), None
+            return error_response(415, "Content-Type must be application/json."), None, None
         try:
             body = await read_body(request, self.max_body)
         except BodyTooLarge:
-            return error_response(413, f"Request body exceeds {self.max_body} bytes."), None
+            return error_response(413, f"Request body exceeds {self.max_body} bytes."), None, None
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
-            return error_response(400, "Request body is not valid JSON."), None
+            return error_response(400, "Request body is not valid JSON."), None, None
         try:
             graphql_request = GraphQLRequest.from_payload(payload)
         except RequestError as exc:
-            return error_response(exc.status, exc.message, exc.code), None
+            return error_response(exc.status, exc.message, exc.code), None, None
         refused = self.engine.admit(graphql_request)
         if refused is not None:
-            return self._respond(refused, request_id, None), refused
+            return self._respond(refused, request_id, None), refused, None
         try:
             context = await self.context_getter(self.facts(request, request_id))
         except ServiceUnavailable as unavailable:
@@ -189,7 +198,7 @@ class GraphQLEndpoint:
                 unavailable.code,
                 request_id=request_id,
                 retry_after=unavailable.retry_after,
-            ), None
+            ), None, None
         except Exception:
             logger.exception(
                 "cannot build the request context",
@@ -197,9 +206,9 @@ class GraphQLEndpoint:
             )
             return error_response(
                 500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
-            ), None
+            ), None, None
         result = await self.engine.execute(graphql_request, context)
-        return self._respond(result, request_id, context), result
+        return self._respond(result, request_id, context), result, context
 
     def facts(self, request: Request, request_id: str) -> RequestFacts:
         headers = request.headers
@@ -258,3 +267,29 @@ def _unavailable(result: Result) -> bool:
     if not result.errors or any(code != ServiceUnavailable.code for code in result.codes):
         return False
     return result.data is None or all(value is None for value in result.data.values())
+
+
+def _access_line(
+    request_id: str, result: Result | None, context: Context | None, status: int, seconds: float
+) -> None:
+    codes = result.codes if result is not None else []
+    name = result.operation_name if result is not None else None
+    access.info(
+        "%s %s %s %d %.1f ms",
+        (result.operation_type if result is not None else None) or "-",
+        (name or "-")[:100],
+        codes[0] if codes else "ok" if status < 400 else "refused",
+        status,
+        seconds * 1000,
+        extra={
+            "event": "request",
+            "request_id": request_id,
+            "operation_type": result.operation_type if result is not None else None,
+            "operation_name": name[:100] if name else None,
+            "document_id": result.document_id if result is not None else None,
+            "user_id": context.user_id if context is not None else None,
+            "outcome": codes[0] if codes else "ok" if status < 400 else "refused",
+            "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+        },
+    )
