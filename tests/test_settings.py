@@ -65,6 +65,7 @@ MALFORMED: dict[str, str] = {
     "db_statement_timeout": "forever",
     "prune_interval": "hourly",
     "shutdown_delay": "-1",
+    "metrics": "sometimes",
 }
 COMMANDS = {
     "serve": ["serve", "--port", str(free_port())],

@@ -133,6 +133,10 @@ class FaultProxy:
             client.transport.abort()
             client.close()
             return
+        if self.mode is Mode.DROP:  # dropped while the upstream connection was opening
+            for writer in (client, upstream):
+                writer.transport.abort()
+            return
         handler = asyncio.current_task()
         assert handler is not None
         self._handlers.add(handler)
