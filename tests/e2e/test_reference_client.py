@@ -364,6 +364,22 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
         assert body["documentId"] == DOCUMENTS[body["operationName"]]
 
 
+async def test_signed_out_the_page_offers_sign_in_and_no_account(page: Page) -> None:
+    from playwright.async_api import expect
+
+    errors = page_errors(page)
+    await page.goto("/")
+    await expect(page.get_by_role("button", name="Sign in with Google (test stub)")).to_be_visible()
+    # The account bar (name, role badge, Log out) is for a signed-in user only.
+    await expect(page.locator("#account")).to_be_hidden()
+    await expect(page.locator("#logout")).to_be_hidden()
+    await expect(page.locator("#user-role")).to_be_hidden()
+    await expect(page.locator("#signed-in")).to_be_hidden()
+    await expect(page.locator("#notice")).to_be_hidden()
+    await page.screenshot(path=str(results_dir() / "reference-client-signed-out.png"))
+    assert errors == []
+
+
 async def test_without_google_client_ids_the_page_says_what_to_set(
     browser: Browser, serve: Callable[..., LiveServer]
 ) -> None:
