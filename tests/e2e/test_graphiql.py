@@ -225,3 +225,51 @@ async def test_graphiql_runs_a_query_and_a_mutation_with_a_dev_token(
     assert sorted(network.cdn) == sorted(assets)
     assert network.elsewhere == []
     assert errors == []
+
+
+async def test_graphiql_says_so_when_unpkg_is_out_of_reach(context: BrowserContext) -> None:
+    from playwright.async_api import expect
+
+    network = Network()
+    await network.install(context)  # offline: the CDN is refused too
+    page = await context.new_page()
+    await page.goto("/graphql")
+    root = page.locator("#graphiql")
+    await expect(root).to_contain_text("GraphiQL could not load its scripts from unpkg.com")
+    await expect(root).to_contain_text("offline")
+    await expect(root).not_to_contain_text("Loading...")
+    await page.screenshot(path=str(results_dir() / "graphiql-offline.png"))
+    assert network.cdn
+
+
+async def test_graphiql_says_so_when_a_script_is_not_the_pinned_one(
+    context: BrowserContext, assets: dict[str, Asset], unpkg_cache: Path
+) -> None:
+    """A CDN (or a proxy) that serves other bytes: the browser refuses them by the SRI
+    hash, and the page says which file failed."""
+    from playwright.async_api import expect
+
+    tampered = next(url for url in reversed(assets) if url.endswith(".js"))
+
+    async def answer(route: Route) -> None:
+        asset = assets[route.request.url]
+        body = asset.local(unpkg_cache).read_bytes()
+        if route.request.url == tampered:
+            body += b"\n/* not the pinned file */\n"
+        await route.fulfill(
+            status=200,
+            body=body,
+            content_type=TYPES[Path(asset.path).suffix],
+            headers={"access-control-allow-origin": "*"},
+        )
+
+    network = Network()
+    await network.install(context, answer)
+    page = await context.new_page()
+    await page.goto("/graphql")
+    root = page.locator("#graphiql")
+    await expect(root).to_contain_text("GraphiQL could not load its scripts from unpkg.com")
+    await expect(root).to_contain_text(tampered)
+    # ...and it stays said (GraphiQL's own start-up does not paint over it).
+    await page.wait_for_timeout(500)
+    await expect(root).to_contain_text(tampered)
