@@ -85,7 +85,11 @@ async def test_the_client_page_assets_and_config_are_served(anonymous: GraphQLCl
     assert manifest.headers["content-type"] == "application/json"
     assert manifest.json() == json.loads(CLIENT_MANIFEST.read_text())
     config = await anonymous.http.get("/client-config.json")
-    assert config.json() == {"googleClientId": CLIENT_ID, "graphqlPath": "/graphql"}
+    assert config.json() == {
+        "googleClientId": CLIENT_ID,
+        "graphqlPath": "/graphql",
+        "devSignIn": True,
+    }
     assert config.headers["cache-control"] == "no-store"
 
 

@@ -217,7 +217,13 @@ class GraphQLEndpoint:
             media_type="application/json",
             headers=headers,
         )
-        change = context.response.refresh_cookie if context is not None else None
+        if context is not None:
+            self.apply_cookie(response, context)
+        return response
+
+    def apply_cookie(self, response: Response, context: Context) -> None:
+        """Set or clear the refresh cookie as a resolver asked (``context.response``)."""
+        change = context.response.refresh_cookie
         if change is not None and change.value is None:
             response.delete_cookie(
                 REFRESH_COOKIE,
@@ -236,7 +242,6 @@ class GraphQLEndpoint:
                 httponly=True,
                 samesite="strict",
             )
-        return response
 
 
 def _unavailable(result: Result) -> bool:
