@@ -13,6 +13,7 @@ typed into the editor, with autocompletion; the docs and the explorer opened.
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -41,7 +42,7 @@ def unpkg_cache() -> Path:
     """The page's pinned packages, fetched once (``scripts/ensure-graphiql-assets``)."""
     result = subprocess.run(  # noqa: S603 - our own script
         [ROOT / "scripts" / "ensure-graphiql-assets"],
-        env={"PYTHON": sys.executable, "PATH": "/usr/local/bin:/usr/bin:/bin"},
+        env={**os.environ, "PYTHON": sys.executable},
         capture_output=True,
         text=True,
         timeout=300,
@@ -177,11 +178,12 @@ async def test_graphiql_runs_a_query_and_a_mutation_with_a_dev_token(
     await page.keyboard.type("e { id name email role } }")
     assert await text_of(query) == "{ me { id name email role } }"
 
-    # Without a token: UNAUTHENTICATED, with the development hint of why.
+    # With the page's placeholder header: UNAUTHENTICATED, saying why (development).
     answer = await run(page)
-    errors_ = answer["errors"]
-    assert isinstance(errors_, list)
-    assert errors_[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    refused = answer["errors"]
+    assert isinstance(refused, list)
+    assert refused[0]["extensions"]["code"] == "UNAUTHENTICATED"
+    assert refused[0]["message"].startswith("Authentication required: ")
 
     # The token from `graphql-api dev-token`, in the Headers tab.
     await page.get_by_role("button", name="Headers", exact=True).click()
