@@ -231,9 +231,7 @@ def rest(*, db: Database, decoder: TokenDecoder) -> FastAPI:
                 )
         except IntegrityError:
             raise HTTPException(status_code=400, detail="Name taken") from None
-        return CreateOut(
-            data=CreateData(createCategory=CreatedOut(id=str(category_id), name=name))
-        )
+        return CreateOut(data=CreateData(createCategory=CreatedOut(id=str(category_id), name=name)))
 
     return app
 
