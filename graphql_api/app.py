@@ -27,6 +27,7 @@ from graphql_api.engine.trusted import ManifestError, load_manifests
 from graphql_api.settings import ConfigurationError, Settings
 from graphql_api.web.client_ip import parse_proxies
 from graphql_api.web.client_page import CLIENT_MANIFEST, add_client_page
+from graphql_api.web.dev_sign_in import add_dev_sign_in
 from graphql_api.web.dispatch import Dispatcher
 from graphql_api.web.graphql_endpoint import TRANSPORT_HEADER, GraphQLEndpoint, RequestObserver
 from graphql_api.web.graphql_ws import GraphQLWebSocket
@@ -190,6 +191,7 @@ def create_app(
 
     if settings.is_development:
         add_client_page(routes, settings)
+        add_dev_sign_in(routes, graphql)  # never registered in production
 
     graphql_ws = GraphQLWebSocket(
         engine=engine,

@@ -37,6 +37,7 @@ class LiveServer:
     url: str
     process: subprocess.Popen[bytes]
     log: Path
+    settings: dict[str, str]
 
     @classmethod
     def start(
@@ -72,9 +73,23 @@ class LiveServer:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
-        server = cls(f"http://127.0.0.1:{port}", process, log)
+        server = cls(f"http://127.0.0.1:{port}", process, log, dict(settings))
         server.wait_ready(timeout)
         return server
+
+    def cli(self, *args: str) -> str:
+        """``graphql-api ARGS`` with this server's settings (its database): the output."""
+        result = subprocess.run(  # noqa: S603 - our own CLI
+            [*COMMAND, *args],
+            cwd=ROOT,
+            env=environment(self.settings),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")

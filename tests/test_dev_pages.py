@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from graphql_api.web.client_page import CLIENT_CSP, CLIENT_MANIFEST, STATIC_DIR
-from graphql_api.web.graphiql import GRAPHIQL_CSP
+from graphql_api.web.graphiql import graphiql_csp
 from tests.conftest import GraphQLClient
 from tests.fake_google import CLIENT_ID
 from tests.live_server import LiveServer
@@ -22,7 +22,12 @@ async def test_development_serves_graphiql_with_the_header_example(
     response = await anonymous.http.get("/graphql")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/html")
-    assert response.headers["content-security-policy"] == GRAPHIQL_CSP
+    csp = response.headers["content-security-policy"]
+    assert csp == graphiql_csp()
+    # Its inline scripts run by their hashes; no other inline script would.
+    script_src = next(d for d in csp.split("; ") if d.startswith("script-src "))
+    assert "'unsafe-inline'" not in script_src and "'unsafe-eval'" not in script_src
+    assert script_src.count("'sha256-") == 2
     # A command that works as printed: the venv's graphql-api is not on PATH.
     assert "make token EMAIL=you@example.com" in response.text
     assert "graphql-api dev-token" not in response.text
@@ -80,7 +85,11 @@ async def test_the_client_page_assets_and_config_are_served(anonymous: GraphQLCl
     assert manifest.headers["content-type"] == "application/json"
     assert manifest.json() == json.loads(CLIENT_MANIFEST.read_text())
     config = await anonymous.http.get("/client-config.json")
-    assert config.json() == {"googleClientId": CLIENT_ID, "graphqlPath": "/graphql"}
+    assert config.json() == {
+        "googleClientId": CLIENT_ID,
+        "graphqlPath": "/graphql",
+        "devSignIn": True,
+    }
     assert config.headers["cache-control"] == "no-store"
 
 

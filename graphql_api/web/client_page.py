@@ -57,6 +57,11 @@ def add_client_page(app: FastAPI, settings: Settings) -> None:
     @app.get("/client-config.json", include_in_schema=False)
     async def client_config() -> Response:
         return JSONResponse(
-            {"googleClientId": client_id, "graphqlPath": "/graphql"},
+            {
+                "googleClientId": client_id,
+                "graphqlPath": "/graphql",
+                # POST /dev/sign-in exists (web/dev_sign_in.py): offer it.
+                "devSignIn": settings.is_development,
+            },
             headers={"cache-control": "no-store"},
         )

@@ -27,7 +27,7 @@ from graphql_api.api.context import Context, RequestFacts
 from graphql_api.engine import Engine, GraphQLRequest, RequestError, Result
 from graphql_api.errors import UNEXPECTED_MESSAGE, ServiceUnavailable
 from graphql_api.web.client_ip import Network, client_ip
-from graphql_api.web.graphiql import GRAPHIQL_CSP, graphiql_html
+from graphql_api.web.graphiql import graphiql_csp, graphiql_html
 
 logger = logging.getLogger("graphql_api.http")
 # One line per request (request id, operation, document id, user, outcome, duration).
@@ -136,7 +136,9 @@ class GraphQLEndpoint:
     async def get(self, request: Request) -> Response:
         # Queries never run over GET: a GET mutation is a CSRF, a GET query leaks into logs.
         if self.development and "query" not in request.query_params:
-            return HTMLResponse(graphiql_html(), headers={"content-security-policy": GRAPHIQL_CSP})
+            return HTMLResponse(
+                graphiql_html(), headers={"content-security-policy": graphiql_csp()}
+            )
         return error_response(405, "Use POST with Content-Type: application/json.")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -239,7 +241,13 @@ class GraphQLEndpoint:
             media_type="application/json",
             headers=headers,
         )
-        change = context.response.refresh_cookie if context is not None else None
+        if context is not None:
+            self.apply_cookie(response, context)
+        return response
+
+    def apply_cookie(self, response: Response, context: Context) -> None:
+        """Set or clear the refresh cookie as a resolver asked (``context.response``)."""
+        change = context.response.refresh_cookie
         if change is not None and change.value is None:
             response.delete_cookie(
                 REFRESH_COOKIE,
@@ -258,7 +266,6 @@ class GraphQLEndpoint:
                 httponly=True,
                 samesite="strict",
             )
-        return response
 
 
 def _unavailable(result: Result) -> bool:

@@ -152,7 +152,10 @@ async def serve_reference_page(
         await route.fulfill(
             status=200,
             content_type="application/json",
-            body=json.dumps({"googleClientId": google_client_id, "graphqlPath": "/graphql"}),
+            # As production would, if it served the page: no development sign-in.
+            body=json.dumps(
+                {"googleClientId": google_client_id, "graphqlPath": "/graphql", "devSignIn": False}
+            ),
             headers={"cache-control": "no-store"},
         )
 

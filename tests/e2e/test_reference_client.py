@@ -364,6 +364,86 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
         assert body["documentId"] == DOCUMENTS[body["operationName"]]
 
 
+async def test_signed_out_the_page_offers_sign_in_and_no_account(page: Page) -> None:
+    from playwright.async_api import expect
+
+    errors = page_errors(page)
+    await page.goto("/")
+    await expect(page.get_by_role("button", name="Sign in with Google (test stub)")).to_be_visible()
+    # The account bar (name, role badge, Log out) is for a signed-in user only.
+    await expect(page.locator("#account")).to_be_hidden()
+    await expect(page.locator("#logout")).to_be_hidden()
+    await expect(page.locator("#user-role")).to_be_hidden()
+    await expect(page.locator("#signed-in")).to_be_hidden()
+    await expect(page.locator("#notice")).to_be_hidden()
+    await page.screenshot(path=str(results_dir() / "reference-client-signed-out.png"))
+    assert errors == []
+
+
+async def test_in_production_the_page_offers_no_development_sign_in(
+    page: Page, server: LiveServer
+) -> None:
+    from playwright.async_api import expect
+
+    await page.goto("/")
+    await expect(page.get_by_role("button", name="Sign in with Google (test stub)")).to_be_visible()
+    await expect(page.locator("#dev-sign-in")).to_be_hidden()
+    # Nor does the service have the route, whatever a page would send.
+    status = await page.evaluate(
+        """() => fetch("/dev/sign-in", {
+             method: "POST", body: "{}", credentials: "same-origin",
+             headers: {"content-type": "application/json", "x-refresh-token-transport": "cookie"},
+           }).then((response) => response.status)"""
+    )
+    assert status == 404
+    assert "graphql_api_refresh" not in {c["name"] for c in await page.context.cookies()}
+
+
+async def test_in_development_a_newcomer_signs_in_without_google(
+    browser: Browser, serve: Callable[..., LiveServer]
+) -> None:
+    from playwright.async_api import expect
+
+    server = serve(GOOGLE_CLIENT_IDS="")  # the first run: no Google client yet
+    context = await browser.new_context(base_url=server.url)
+    await context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    try:
+        page = await context.new_page()
+        errors = page_errors(page)
+        await page.goto("/")
+        await expect(page.locator("#setup")).to_be_visible()
+        await page.get_by_role("button", name="Sign in as a development user").click()
+
+        # Signed in: the user, their (empty) categories and this one session.
+        await expect(page.locator("#user-name")).to_have_text("developer")
+        await expect(page.locator("#user-email")).to_have_text("developer@example.com")
+        await expect(page.locator("#user-role")).to_have_text("USER")
+        await expect(page.locator("#notice")).to_have_text(
+            "Signed in as developer@example.com (development user)."
+        )
+        await expect(page.locator("#category-list")).to_have_text("No categories yet.")
+        sessions = page.locator("#session-list li")
+        await expect(sessions).to_have_count(1)
+        await expect(sessions).to_contain_text("This browser")
+
+        await page.get_by_label("New category name").fill("First steps")
+        await page.get_by_role("button", name="Create").click()
+        await expect(page.locator("#notice")).to_have_text("Created “First steps”.")
+        await page.screenshot(path=str(results_dir() / "reference-client-dev-sign-in.png"))
+
+        # A session like any other: the HttpOnly cookie resumes it after a reload.
+        await page.reload()
+        await expect(page.locator("#user-name")).to_have_text("developer")
+        await expect(page.locator("#category-list li.category .name")).to_have_text(["First steps"])
+        await page.get_by_role("button", name="Log out").click()
+        await expect(
+            page.get_by_role("button", name="Sign in as a development user")
+        ).to_be_visible()
+        assert errors == []
+    finally:
+        await context.close()
+
+
 async def test_without_google_client_ids_the_page_says_what_to_set(
     browser: Browser, serve: Callable[..., LiveServer]
 ) -> None:

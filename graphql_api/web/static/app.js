@@ -90,6 +90,7 @@ async function showSignedOut() {
   $("signed-in").hidden = true;
   $("account").hidden = true;
   $("signed-out").hidden = false;
+  $("dev-sign-in").hidden = !state.config?.devSignIn;
   const clientId = state.config?.googleClientId;
   if (!clientId) {
     $("page-origin").textContent = location.origin;
@@ -116,6 +117,29 @@ async function onGoogleCredential(response) {
     await showSignedIn(data.googleLogin.user);
   } catch (error) {
     notify(describe(error), "error");
+  }
+}
+
+/**
+ * Development only (the service says so in client-config.json): sign in without Google.
+ * POST /dev/sign-in answers like googleLogin, with the refresh token in the HttpOnly
+ * cookie; production has no such route.
+ */
+async function devSignIn() {
+  try {
+    const response = await fetch("/dev/sign-in", {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-refresh-token-transport": "cookie" },
+      credentials: "same-origin",
+      body: "{}",
+    });
+    if (!response.ok) throw new Error(`HTTP ${response.status}`);
+    const payload = await response.json();
+    setAccessToken(payload.accessToken);
+    notify(`Signed in as ${payload.user.email} (development user).`);
+    await showSignedIn(payload.user);
+  } catch {
+    notify("Development sign-in failed. Is the service running in development?", "error");
   }
 }
 
@@ -280,6 +304,7 @@ function sessionItem(session) {
 
 async function start() {
   $("logout").addEventListener("click", logout);
+  $("dev-sign-in-button").addEventListener("click", devSignIn);
   $("create-category").addEventListener("submit", createCategory);
   $("previous-page").addEventListener("click", () => turnPage(-1));
   $("next-page").addEventListener("click", () => turnPage(1));
