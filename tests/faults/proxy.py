@@ -19,6 +19,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import socket
+import struct
 import threading
 from typing import Any
 
@@ -48,7 +50,11 @@ class FaultProxy:
         self.mode = Mode.PASS
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._server: asyncio.Server | None = None
+        # A plain listening socket read by a loop callback, not asyncio.Server: closing a
+        # Server while it accepts leaks the accepted socket (CPython 3.11's
+        # _accept_connection2 fails on the closed Server and keeps the socket open), so a
+        # connection made just before DROP would hang instead of being cut.
+        self._listener: socket.socket | None = None
         self._flowing: asyncio.Event | None = None
         self._connections: set[tuple[asyncio.StreamWriter, asyncio.StreamWriter]] = set()
         self._tasks: set[asyncio.Task[Any]] = set()  # the pumps
@@ -84,18 +90,41 @@ class FaultProxy:
         if self._flowing is None:
             self._flowing = asyncio.Event()
             self._flowing.set()
-        self._server = await asyncio.start_server(
-            self._accept, self.host, self.port, reuse_address=True, backlog=512
-        )
-        self.port = self._server.sockets[0].getsockname()[1]
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(512)
+        listener.setblocking(False)
+        self._listener = listener
+        self.port = listener.getsockname()[1]
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._on_readable, listener)
+
+    def _on_readable(self, listener: socket.socket) -> None:
+        while listener is self._listener:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # nothing more to accept (or closed meanwhile)
+                return
+            conn.setblocking(False)
+            self.accepted += 1
+            if self.mode is Mode.DROP:
+                _reset(conn)
+                continue
+            handler = asyncio.get_running_loop().create_task(self._serve(conn))
+            self._handlers.add(handler)
+            handler.add_done_callback(self._handlers.discard)
+
+    def _close_listener(self) -> None:
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            asyncio.get_running_loop().remove_reader(listener.fileno())
+            listener.close()
 
     async def _set_mode(self, mode: Mode) -> None:
         assert self._flowing is not None
         previous, self.mode = self.mode, mode
         if mode is Mode.DROP:
-            if self._server is not None:
-                self._server.close()
-                self._server = None
+            self._close_listener()
             self._cut_all()
         elif previous is Mode.DROP:
             await self._listen()
@@ -113,19 +142,17 @@ class FaultProxy:
             task.cancel()
 
     async def _shutdown(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
+        self._close_listener()
         self._cut_all()
         await asyncio.gather(*self._tasks, *self._handlers, return_exceptions=True)
 
-    async def _accept(
-        self, client_reader: asyncio.StreamReader, client: asyncio.StreamWriter
-    ) -> None:
-        self.accepted += 1
-        if self.mode is Mode.DROP:  # accepted just before the listener closed
+    def _dropped(self) -> bool:
+        return self.mode is Mode.DROP
+
+    async def _serve(self, conn: socket.socket) -> None:
+        client_reader, client = await asyncio.open_connection(sock=conn)
+        if self._dropped():  # dropped before this connection's first step
             client.transport.abort()
-            client.close()
             return
         try:
             upstream_reader, upstream = await asyncio.open_connection(*self.upstream)
@@ -133,13 +160,10 @@ class FaultProxy:
             client.transport.abort()
             client.close()
             return
-        if self.mode is Mode.DROP:  # dropped while the upstream connection was opening
+        if self._dropped():  # dropped while the upstream connection was opening
             for writer in (client, upstream):
                 writer.transport.abort()
             return
-        handler = asyncio.current_task()
-        assert handler is not None
-        self._handlers.add(handler)
         pair = (client, upstream)
         self._connections.add(pair)
         pumps = [
@@ -158,7 +182,6 @@ class FaultProxy:
             self._connections.discard(pair)
             for writer in pair:
                 writer.close()
-            self._handlers.discard(handler)
 
     async def _pump(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
         assert self._flowing is not None
@@ -175,3 +198,9 @@ class FaultProxy:
                         sink.write(data)
                         data = b""
                         await sink.drain()
+
+
+def _reset(conn: socket.socket) -> None:
+    """Close with RST, as a killed process's socket is."""
+    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    conn.close()

@@ -20,6 +20,7 @@ from tests.faults.figures import record, seconds
 from tests.faults.proxy import FaultProxy, Mode
 
 REDIS_TIMEOUT = 0.2  # the default GRAPHQL_API_REDIS_TIMEOUT
+KILLED_REDIS_TIMEOUT = 0.5  # GRAPHQL_API_REDIS_TIMEOUT in the killed-Redis test
 RETRY_AFTER = 1.0  # FallbackRateLimiter.retry_after: how long a process counts in-process
 
 
@@ -57,9 +58,15 @@ async def test_a_killed_redis_never_blocks_sign_in_and_limits_are_shared_again_w
         keys_file=keys_file,
         google=fake_google,
         REDIS_URL=redis_server.url,
+        # Roomier than the default: on a loaded machine, a first connection to Redis can
+        # take longer than 0.2 s, and a hit counted in-process would make the checks of
+        # "counted in Redis" below fail for the wrong reason.
+        REDIS_TIMEOUT=str(KILLED_REDIS_TIMEOUT),
     )
     server = serve(settings, workers=2)
     caller = caller_for(http_client, server)
+    # Each process opens its Redis connections before the baseline is measured.
+    await asyncio.gather(*(sign_in_and_refresh(caller, fake_google) for _ in range(8)))
 
     # Several at once, so that each process's Redis pool holds several connections: the
     # ones a killed Redis leaves dead in the pool.
@@ -88,7 +95,7 @@ async def test_a_killed_redis_never_blocks_sign_in_and_limits_are_shared_again_w
     baseline = max(o.seconds for pair in before for o in pair[:2])
     slowest = max(o.seconds for o in during)
     # Redis is asked at most once a second per process, and waited on for REDIS_TIMEOUT.
-    assert slowest < baseline + REDIS_TIMEOUT + 1.0, (slowest, baseline)
+    assert slowest < baseline + KILLED_REDIS_TIMEOUT + 1.0, (slowest, baseline)
 
     redis_server.start()
     back = time.monotonic()
@@ -107,7 +114,7 @@ async def test_a_killed_redis_never_blocks_sign_in_and_limits_are_shared_again_w
         after += results
         # A process asks Redis again at most once a second (RETRY_AFTER) after a failure:
         # what it counts before that is counted in-process, by design.
-        if sent - back > RETRY_AFTER + REDIS_TIMEOUT:
+        if sent - back > RETRY_AFTER + KILLED_REDIS_TIMEOUT:
             settled += results
         if shared_after is None and counted_in_redis(redis_server.port, "refresh", results[0][2]):
             shared_after = time.monotonic() - back
@@ -132,7 +139,7 @@ async def test_a_killed_redis_never_blocks_sign_in_and_limits_are_shared_again_w
         fallback_log_lines=f"{len(fallbacks)} rate_limit_fallback, "
         f"{len(recovered)} rate_limit_recovered (2 processes)",
         refreshes_not_counted_in_redis_after_return=f"{len(counted_here_after)} "
-        f"of {len(settled)} sent from {RETRY_AFTER + REDIS_TIMEOUT:.1f} s to 20 s",
+        f"of {len(settled)} sent from {RETRY_AFTER + KILLED_REDIS_TIMEOUT:.1f} s to 20 s",
         acknowledged_writes_lost=0,  # sign-ins and refreshes: every one answered and checked below
     )
     assert all(login.ok and refresh.ok for login, refresh, _ in after), [
