@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from graphql_api.container import Container
 from graphql_api.records import Role
 from graphql_api.repositories import users as users_repo
-from tests.conftest import GraphQLClient, error_codes
+from tests.conftest import AppClient, GraphQLClient, error_codes
 
 pytestmark = pytest.mark.both_databases
 
@@ -97,6 +100,25 @@ async def test_deleting_yourself_ends_your_tokens_and_categories_at_once(
         {"t": user.refresh},
     )
     assert error_codes(refreshed) == ["UNAUTHENTICATED"]
+
+
+# Fields that read no user row: only the revocation check can refuse the deleted user.
+SIGNED_IN_ONLY = ("{ mySessions { id } }", "{ categories { edges { cursor } } }")
+
+
+async def test_another_process_refuses_a_deleted_users_token_within_one_second(
+    user: GraphQLClient, app_client: AppClient
+) -> None:
+    other_process = await app_client()
+    other_process.token = user.token
+    assert "errors" not in await other_process.gql(SIGNED_IN_ONLY[0])
+    assert (await user.data(DELETE, {"id": user.user_id}))["deleteUser"] is True
+    started = time.monotonic()
+    while error_codes(await other_process.gql(SIGNED_IN_ONLY[0])) != ["UNAUTHENTICATED"]:
+        assert time.monotonic() - started < 1.0, "still accepted after one second"
+        await asyncio.sleep(0.05)
+    for query in SIGNED_IN_ONLY:
+        assert error_codes(await other_process.gql(query)) == ["UNAUTHENTICATED"], query
 
 
 async def test_admin_can_delete_another_user(
