@@ -8,8 +8,10 @@ import time
 import pytest
 
 from graphql_api.container import Container
+from graphql_api.errors import Forbidden
 from graphql_api.records import Role
 from graphql_api.repositories import users as users_repo
+from graphql_api.services.users import UserChanges
 from tests.conftest import AppClient, GraphQLClient, error_codes
 
 pytestmark = pytest.mark.both_databases
@@ -119,6 +121,21 @@ async def test_another_process_refuses_a_deleted_users_token_within_one_second(
         await asyncio.sleep(0.05)
     for query in SIGNED_IN_ONLY:
         assert error_codes(await other_process.gql(query)) == ["UNAUTHENTICATED"], query
+
+
+async def test_the_user_service_itself_refuses_to_change_another_account(
+    user: GraphQLClient, other_user: GraphQLClient, container: Container
+) -> None:
+    # The rule is the service's, decided in its own transaction: a caller that skips the
+    # API's permission classes (the CLI, a job) cannot skip it.
+    actor, target = int(str(other_user.user_id)), int(str(user.user_id))
+    before = await stored(container, user.user_id)
+    rename = UserChanges(name="Mallory", set_name=True)
+    with pytest.raises(Forbidden):
+        await container.users.update(actor_id=actor, user_id=target, changes=rename)
+    with pytest.raises(Forbidden):
+        await container.users.delete(actor_id=actor, user_id=target)
+    assert await stored(container, user.user_id) == before
 
 
 async def test_admin_can_delete_another_user(
