@@ -236,7 +236,8 @@ def audit_entry(entry: Entry, template: Path, workdir: Path) -> Outcome:
     tree = scratch_copy(template, workdir / entry.id)
     path = tree / entry.file
     source = edited(entry, path.read_text())
-    assert source is not None  # noqa: S101 - checked by stale_reason on the same text
+    if source is None:  # the file changed since the copy was made
+        return Outcome(entry, "STALE", detail=f"{entry.file} changed during the audit")
     path.write_text(source)
     if path.suffix == ".py":
         try:
