@@ -42,6 +42,7 @@ class FakeClock:
 
     def __init__(self) -> None:
         self.offset = 0.0
+        self.held: float | None = None
 
     def now(self) -> datetime:
         return datetime.now(UTC) + timedelta(seconds=self.offset)
@@ -50,7 +51,12 @@ class FakeClock:
         return self.now().timestamp()
 
     def monotonic(self) -> float:
-        return time.monotonic() + self.offset
+        return (time.monotonic() if self.held is None else self.held) + self.offset
+
+    def hold_monotonic(self) -> None:
+        """Stop the monotonic clock (``advance`` still moves it): nothing periodic, such
+        as a re-read of the revocation log, comes due while a test looks."""
+        self.held = time.monotonic()
 
     def advance(self, seconds: float) -> None:
         self.offset += seconds

@@ -52,7 +52,7 @@ async def test_a_stalled_redis_costs_a_request_its_timeout_once_then_nothing(
     )
     with caplog.at_level(logging.WARNING, logger="graphql_api.rate_limit"):
         started = time.monotonic()
-        await limiter.hit("login:ip:a", THREE)
+        await asyncio.wait_for(limiter.hit("login:ip:a", THREE), timeout=2)
         assert time.monotonic() - started < 1.0
         started = time.monotonic()
         await limiter.hit("login:ip:a", THREE)  # within retry_after: Redis is not asked
@@ -159,7 +159,8 @@ async def test_a_database_that_does_not_answer_is_service_unavailable_fast(
             for _ in range(3):
                 started = time.monotonic()
                 with pytest.raises(ServiceUnavailable):
-                    async with db.reader() as session:
+                    # Bounded here too: without the database's own deadlines this hangs.
+                    async with asyncio.timeout(5), db.reader() as session:
                         await session.execute(Revocation.__table__.select())
                 assert time.monotonic() - started < 2.0
         # Said once for the outage, not once per request.

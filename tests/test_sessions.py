@@ -5,13 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
+import jwt
 import pytest
 from sqlalchemy import select
 
 from graphql_api.container import Container
 from graphql_api.db.models import Base
+from graphql_api.repositories import sessions as sessions_repo
 from tests.conftest import FakeClock, GraphQLClient, error_codes
 
 pytestmark = pytest.mark.both_databases
@@ -33,6 +36,12 @@ async def rotate(client: GraphQLClient) -> None:
     assert "errors" not in body, body
     client.token = body["data"]["refreshToken"]["accessToken"]
     client.refresh = body["data"]["refreshToken"]["refreshToken"]
+
+
+def session_of(client: GraphQLClient) -> str:
+    assert client.token is not None
+    sid: str = jwt.decode(client.token, options={"verify_signature": False})["sid"]
+    return sid
 
 
 async def is_signed_in(client: GraphQLClient) -> bool:
@@ -101,6 +110,35 @@ async def test_logout_all_ends_every_session_and_counts_them(
     assert await is_signed_in(other_user)
 
 
+@pytest.mark.parametrize(
+    "ending", ["logout", "logoutAll", "revokeSession", "reused-refresh-token", "deleteUser"]
+)
+async def test_the_process_that_ends_a_session_refuses_its_tokens_before_any_poll(
+    user: GraphQLClient, sign_in: Any, clock: FakeClock, ending: str
+) -> None:
+    # Other processes hear of it at their next read of the revocation log; this one must
+    # not wait for that. With the clock held still, no read comes due after this request.
+    await user.data(SESSIONS)
+    clock.hold_monotonic()
+    ended = user
+    if ending == "logout":
+        await user.data("mutation { logout }")
+    elif ending == "logoutAll":
+        await user.data("mutation { logoutAll }")
+    elif ending == "revokeSession":
+        ended = await sign_in("user@example.com", "sub-user")
+        revoke = "mutation($id: ID!) { revokeSession(id: $id) }"
+        await user.data(revoke, {"id": session_of(ended)})
+    elif ending == "reused-refresh-token":
+        stolen = user.refresh
+        await rotate(user)
+        assert error_codes(await refresh(user, stolen)) == ["UNAUTHENTICATED"]
+    else:
+        await user.data("mutation($id: ID!) { deleteUser(id: $id) }", {"id": user.user_id})
+    # mySessions reads no user row: only the revocation check can refuse it.
+    assert error_codes(await ended.gql(SESSIONS)) == ["UNAUTHENTICATED"]
+
+
 async def test_revoke_session_ends_one_of_your_own_sessions(
     user: GraphQLClient, sign_in: Any
 ) -> None:
@@ -144,6 +182,64 @@ async def test_a_second_instance_refuses_a_revoked_session_within_one_second(
     while await is_signed_in(other_instance):
         assert time.monotonic() - started < 1.0, "still accepted after one second"
         await asyncio.sleep(0.05)
+
+
+async def test_a_revocation_committed_after_a_poll_with_an_earlier_time_is_still_read(
+    user: GraphQLClient, app_client: Any, container: Container, clock: FakeClock
+) -> None:
+    # A transaction stamps revoked_at when it runs and commits later: another process may
+    # poll in between, so every poll re-reads a while before the previous one.
+    other_instance: GraphQLClient = await app_client()
+    other_instance.token = user.token
+    assert await is_signed_in(other_instance)  # its last poll is after the stamp below
+    async with container.db.writer() as session:
+        await sessions_repo.revoke(
+            session=session,
+            session_ids=[session_of(user)],
+            user_id=int(str(user.user_id)),
+            now=clock.now() - timedelta(seconds=5),
+            reason="logout",
+        )
+    started = time.monotonic()
+    while await is_signed_in(other_instance):
+        assert time.monotonic() - started < 1.0, "still accepted after one second"
+        await asyncio.sleep(0.05)
+
+
+async def test_a_process_started_after_a_logout_refuses_the_ended_session_at_once(
+    user: GraphQLClient, app_client: Any
+) -> None:
+    token = user.token
+    await user.data("mutation { logout }")
+    started_later: GraphQLClient = await app_client()
+    started_later.token = token
+    assert not await is_signed_in(started_later)
+
+
+@pytest.mark.postgres_only
+@pytest.mark.parametrize("ender", ["logout", "reused-token"])
+async def test_a_session_ended_while_it_refreshes_ends_cleanly(sign_in: Any, ender: str) -> None:
+    # Refresh and revocation lock the session row before its tokens, in that order: the
+    # other order deadlocks (PostgreSQL then aborts one of them). Raced a few times, since
+    # one race may not interleave.
+    for _ in range(10):
+        client: GraphQLClient = await sign_in("race@example.com", "sub-race")
+        stolen = client.refresh
+        await rotate(client)
+        end = (
+            client.gql("mutation { logout }")
+            if ender == "logout"
+            else refresh(client, stolen)  # a rotated token: the session ends
+        )
+        refreshed, ended = await asyncio.gather(refresh(client, client.refresh), end)
+        assert error_codes(refreshed) in ([], ["UNAUTHENTICATED"]), refreshed
+        if ender == "logout":
+            assert ended == {"data": {"logout": True}}, ended
+        else:
+            assert error_codes(ended) == ["UNAUTHENTICATED"], ended
+        newest = refreshed["data"]["refreshToken"]["refreshToken"] if refreshed["data"] else None
+        assert error_codes(await refresh(client, newest or client.refresh)) == ["UNAUTHENTICATED"]
+        assert not await is_signed_in(client)
 
 
 async def test_access_token_expires_after_its_ttl(user: GraphQLClient, clock: FakeClock) -> None:

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import pytest
 
 from graphql_api.container import Container
+from graphql_api.errors import Forbidden
 from graphql_api.records import Role
 from graphql_api.repositories import users as users_repo
-from tests.conftest import GraphQLClient, error_codes
+from graphql_api.services.users import UserChanges
+from tests.conftest import AppClient, GraphQLClient, error_codes
 
 pytestmark = pytest.mark.both_databases
 
@@ -97,6 +102,40 @@ async def test_deleting_yourself_ends_your_tokens_and_categories_at_once(
         {"t": user.refresh},
     )
     assert error_codes(refreshed) == ["UNAUTHENTICATED"]
+
+
+# Fields that read no user row: only the revocation check can refuse the deleted user.
+SIGNED_IN_ONLY = ("{ mySessions { id } }", "{ categories { edges { cursor } } }")
+
+
+async def test_another_process_refuses_a_deleted_users_token_within_one_second(
+    user: GraphQLClient, app_client: AppClient
+) -> None:
+    other_process = await app_client()
+    other_process.token = user.token
+    assert "errors" not in await other_process.gql(SIGNED_IN_ONLY[0])
+    assert (await user.data(DELETE, {"id": user.user_id}))["deleteUser"] is True
+    started = time.monotonic()
+    while error_codes(await other_process.gql(SIGNED_IN_ONLY[0])) != ["UNAUTHENTICATED"]:
+        assert time.monotonic() - started < 1.0, "still accepted after one second"
+        await asyncio.sleep(0.05)
+    for query in SIGNED_IN_ONLY:
+        assert error_codes(await other_process.gql(query)) == ["UNAUTHENTICATED"], query
+
+
+async def test_the_user_service_itself_refuses_to_change_another_account(
+    user: GraphQLClient, other_user: GraphQLClient, container: Container
+) -> None:
+    # The rule is the service's, decided in its own transaction: a caller that skips the
+    # API's permission classes (the CLI, a job) cannot skip it.
+    actor, target = int(str(other_user.user_id)), int(str(user.user_id))
+    before = await stored(container, user.user_id)
+    rename = UserChanges(name="Mallory", set_name=True)
+    with pytest.raises(Forbidden):
+        await container.users.update(actor_id=actor, user_id=target, changes=rename)
+    with pytest.raises(Forbidden):
+        await container.users.delete(actor_id=actor, user_id=target)
+    assert await stored(container, user.user_id) == before
 
 
 async def test_admin_can_delete_another_user(

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING
 import pytest
 
 from graphql_api.errors import RateLimited
-from graphql_api.rate_limit import RedisRateLimiter
+from graphql_api.rate_limit import MemoryRateLimiter, RedisRateLimiter
 from graphql_api.settings import RateLimit
 from graphql_api.web.client_ip import client_ip, parse_proxies
-from tests.conftest import LOGIN, AppClient, GraphQLClient, error_codes
+from tests.conftest import LOGIN, AppClient, FakeClock, GraphQLClient, error_codes
 from tests.fake_google import FakeGoogle
 
 if TYPE_CHECKING:
@@ -141,6 +141,19 @@ def test_client_ip_trusts_forwarded_for_only_from_proxies() -> None:
     # The client prepends its own lie; the proxy appends the real address.
     assert client_ip("10.0.0.2", ["6.6.6.6, 1.2.3.4"], proxies) == "1.2.3.4"
     assert client_ip("10.0.0.2", ["not-an-ip"], proxies) == "10.0.0.2"
+
+
+async def test_a_flood_of_other_keys_does_not_reset_a_limited_key() -> None:
+    # An attacker at the limit must not buy new attempts by making the counter table
+    # overflow with made-up keys (addresses, accounts): only finished windows are dropped.
+    limiter = MemoryRateLimiter(max_keys=100, clock=FakeClock())
+    rate = RateLimit.parse(THREE_A_DAY)
+    for _ in range(3):
+        await limiter.hit("login:ip:203.0.113.9", rate)
+    for n in range(1000):
+        await limiter.hit(f"login:sub:made-up-{n}", rate)
+    with pytest.raises(RateLimited):
+        await limiter.hit("login:ip:203.0.113.9", rate)
 
 
 @pytest.fixture

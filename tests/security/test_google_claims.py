@@ -129,6 +129,16 @@ async def test_google_pictures_follow_our_picture_rule(
     assert signed_in_user(body)["pictureUrl"] == stored
 
 
+async def test_an_id_token_or_nonce_longer_than_google_sends_is_bad_user_input(
+    production_client: GraphQLClient, fake_google: FakeGoogle
+) -> None:
+    # Refused before any verification, whatever the token holds.
+    huge = fake_google.mint(sub="huge", picture="https://example.com/" + "a" * 10_000)
+    assert error_codes(await login(production_client, huge)) == ["BAD_USER_INPUT"]
+    token = fake_google.mint(sub="long-nonce-sent", nonce="n" * 513)
+    assert error_codes(await login(production_client, token, "n" * 513)) == ["BAD_USER_INPUT"]
+
+
 @pytest.mark.parametrize(
     "claims",
     [

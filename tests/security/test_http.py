@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -16,6 +17,22 @@ JSON = {"content-type": "application/json"}
 async def test_body_over_64_kib_is_refused_with_413(anonymous: GraphQLClient) -> None:
     body = b'{"query": "{ __typename }", "pad": "' + b"x" * (64 * 1024) + b'"}'
     response = await anonymous.http.post("/graphql", content=body, headers=JSON)
+    assert response.status_code == 413
+
+
+async def test_a_declared_length_over_the_cap_is_refused_before_the_body_arrives(
+    anonymous: GraphQLClient,
+) -> None:
+    # A client that announces a gigabyte is answered at once: nothing waits for its body.
+    async def slowly() -> AsyncIterator[bytes]:
+        yield b'{"query": "{ __typename }", "pad": "'
+        await asyncio.sleep(30)
+        yield b'"}'
+
+    headers = {**JSON, "content-length": str(10**9)}
+    response = await asyncio.wait_for(
+        anonymous.http.post("/graphql", content=slowly(), headers=headers), timeout=5
+    )
     assert response.status_code == 413
 
 

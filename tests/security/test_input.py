@@ -49,6 +49,20 @@ async def test_description_over_1000_characters_is_refused(user: GraphQLClient) 
 
 
 @pytest.mark.parametrize(
+    "description", ["nul\u0000", "bell\u0007", "esc\u001b[31m", "rtl\u202eevil"]
+)
+async def test_descriptions_with_control_characters_are_refused(
+    user: GraphQLClient, description: str
+) -> None:
+    assert error_codes(await create(user, description=description)) == ["BAD_USER_INPUT"]
+
+
+async def test_descriptions_keep_line_breaks_and_tabs(user: GraphQLClient) -> None:
+    text = "Line one\r\nline two\n\tindented"
+    assert (await create(user, description=text))["data"]["createCategory"]["description"] == text
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "Robert'); DROP TABLE categories;--",
