@@ -194,21 +194,29 @@ class GraphQLEndpoint:
             context = await self.context_getter(self.facts(request, request_id))
         except ServiceUnavailable as unavailable:
             # The revocation list cannot be read: fail closed, and say to retry.
-            return error_response(
-                503,
-                unavailable.message,
-                unavailable.code,
-                request_id=request_id,
-                retry_after=unavailable.retry_after,
-            ), None, None
+            return (
+                error_response(
+                    503,
+                    unavailable.message,
+                    unavailable.code,
+                    request_id=request_id,
+                    retry_after=unavailable.retry_after,
+                ),
+                None,
+                None,
+            )
         except Exception:
             logger.exception(
                 "cannot build the request context",
                 extra={"event": "context_failed", "request_id": request_id},
             )
-            return error_response(
-                500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
-            ), None, None
+            return (
+                error_response(
+                    500, UNEXPECTED_MESSAGE, "INTERNAL_SERVER_ERROR", request_id=request_id
+                ),
+                None,
+                None,
+            )
         result = await self.engine.execute(graphql_request, context)
         return self._respond(result, request_id, context), result, context
 
