@@ -229,7 +229,7 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
                 headers={"authorization": "Bearer not.a.token"},
             )
         deadline = time.monotonic() + 5
-        while '"event": "token_refused"' not in log.read_text():
+        while '"event":"token_refused"' not in log.read_text():
             assert time.monotonic() < deadline, log.read_text()
             time.sleep(0.1)
     finally:
@@ -238,7 +238,7 @@ def test_serve_with_workers_writes_structured_log_lines_from_each_worker(tmp_pat
     refused = [
         json.loads(line)
         for line in log.read_text().splitlines()
-        if '"event": "token_refused"' in line
+        if '"event":"token_refused"' in line
     ]
     assert refused and all(entry["level"] == "INFO" for entry in refused)
 
