@@ -15,6 +15,8 @@ from tests.conftest import GraphQLClient
 from tests.fake_google import CLIENT_ID
 from tests.live_server import LiveServer
 
+VENDOR_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "vendor-graphql-ws"
+
 
 async def test_development_serves_graphiql_with_the_header_example(
     anonymous: GraphQLClient,
@@ -64,15 +66,28 @@ def test_the_reference_client_has_no_inline_script_or_style() -> None:
 
 
 def test_the_reference_client_never_stores_a_token() -> None:
-    for name in ("app.js", "graphql-client.js"):
+    for name in ("app.js", "graphql-client.js", "live.js"):
         source = (STATIC_DIR / name).read_text()
         assert (
             re.search(r"localStorage\.|sessionStorage\.|document\.cookie|indexedDB", source) is None
         )
 
 
+def test_the_vendored_graphql_ws_client_names_its_version_source_and_licence() -> None:
+    vendored = (STATIC_DIR / "graphql-ws.js").read_text()
+    header = vendored[: vendored.index("*/")]
+    version = re.search(r'^VERSION = "(.+)"$', VENDOR_SCRIPT.read_text(), re.M)
+    assert version is not None
+    assert header.startswith(f"/*! graphql-ws {version[1]} ")
+    assert "npm integrity sha512-" in header
+    assert "MIT License" in header and "Copyright (c) 2020 Denis Badurina" in header
+    # One module with no imports: the page loads nothing else for it.
+    assert re.search(r"^import ", vendored, re.M) is None
+    assert "export { CloseCode, GRAPHQL_TRANSPORT_WS_PROTOCOL" in vendored
+
+
 async def test_the_client_page_assets_and_config_are_served(anonymous: GraphQLClient) -> None:
-    for name in ("app.js", "graphql-client.js"):
+    for name in ("app.js", "graphql-client.js", "live.js", "graphql-ws.js"):
         response = await anonymous.http.get(f"/static/{name}")
         assert response.status_code == 200
         assert response.headers["content-type"].split(";")[0] in {

@@ -16,11 +16,15 @@ STATIC_DIR = Path(__file__).parent / "static"
 # The page's operations, built from static/operations/*.graphql by `graphql-api documents
 # build`: the page sends their ids, and development trusts them (see app.build_engine).
 CLIENT_MANIFEST = STATIC_DIR / "operations.manifest.json"
-ASSETS = frozenset({"app.js", "graphql-client.js", "style.css", CLIENT_MANIFEST.name})
+ASSETS = frozenset(
+    {"app.js", "graphql-client.js", "live.js", "graphql-ws.js", "style.css", CLIENT_MANIFEST.name}
+)
 GSI_CLIENT = "https://accounts.google.com/gsi/client"
 
-# Only our own files run; Google Identity Services is the one outside script, and its
-# button lives in an iframe under /gsi/. No inline script or style anywhere.
+# Only our own files run (graphql-ws is vendored: graphql-ws.js); Google Identity Services
+# is the one outside script, and its button lives in an iframe under /gsi/. No inline
+# script or style anywhere. connect-src 'self' covers the live WebSocket too: CSP Level 3
+# matches ws: and wss: of the page's own host and port to 'self'.
 CLIENT_CSP = (
     f"default-src 'none'; script-src 'self' {GSI_CLIENT}; "
     "style-src 'self' https://accounts.google.com/gsi/style; "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -21,13 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from graphql_api.web.client_page import ASSETS, PAGE_HEADERS, STATIC_DIR
+from graphql_api.web.client_page import ASSETS, CLIENT_MANIFEST, PAGE_HEADERS, STATIC_DIR
 from tests.conftest import IN_CI
 from tests.fake_google import CLIENT_ID, FakeGoogle
 from tests.live_server import COMMAND, LiveServer, environment
 
 if TYPE_CHECKING:
-    from playwright.async_api import Browser, BrowserContext, Route
+    from playwright.async_api import Browser, BrowserContext, Page, Route
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -39,9 +40,59 @@ CHROMIUM_ARGS = [
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+    # The tests answer the page's own URLs from Playwright's router (serve_reference_page),
+    # so Chromium cannot tell that the page came from 127.0.0.1: Local Network Access would
+    # then refuse its WebSocket to the service, which a page served by it may open.
+    "--disable-features=LocalNetworkAccessChecks",
 ]
 RESULTS = Path(__file__).resolve().parents[2] / "test-results"
 ACCESS_TOKEN_TTL = 10  # the smallest the settings allow: expiry is observable in a test
+# Google Identity Services, replaced by a stub (served for its real URL through Playwright's
+# router) whose button hands the page an ID token minted by the fake issuer, carrying the
+# nonce the page gave to ``initialize``.
+GSI_CLIENT = "https://accounts.google.com/gsi/client"
+GSI_STUB = """
+window.google = { accounts: { id: {
+  initialize(config) { window.__gsiConfig = config; },
+  renderButton(parent) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.textContent = "Sign in with Google (test stub)";
+    button.addEventListener("click", async () => {
+      const config = window.__gsiConfig;
+      const credential = await window.mintGoogleIdToken(config.nonce ?? null);
+      config.callback({ credential, select_by: "btn" });
+    });
+    parent.append(button);
+  },
+  prompt() {}, cancel() {}, disableAutoSelect() {},
+} } };
+"""
+AVATAR = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="16"'
+    ' fill="#7c3aed"/><text x="16" y="22" font-size="16" text-anchor="middle" fill="#fff"'
+    ' font-family="sans-serif">A</text></svg>'
+)
+
+
+OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+(\w+)")
+# The page's operations: name -> documentId, read from its manifest as the page reads it.
+
+
+def _operation_name(text: str) -> str:
+    match = OPERATION.match(text)
+    assert match is not None, text
+    return match.group(1)
+
+
+DOCUMENTS = {
+    _operation_name(text): f"sha256:{key}"
+    for key, text in json.loads(CLIENT_MANIFEST.read_text()).items()
+}
+
+
+def by_id(operation: str, variables: dict[str, object]) -> dict[str, object]:
+    return {"documentId": DOCUMENTS[operation], "variables": variables}
 
 
 def _missing(reason: str) -> None:
@@ -162,3 +213,38 @@ async def serve_reference_page(
     await context.route(f"{server.url}/", index)
     await context.route(f"{server.url}/static/*", asset)
     await context.route(f"{server.url}/client-config.json", config)
+
+
+@pytest.fixture(scope="module")
+def server(serve: Callable[..., LiveServer]) -> LiveServer:
+    """Production, where only the page's own operations run."""
+    return serve(
+        ENV="production",
+        TRUSTED_DOCUMENTS="require",
+        TRUSTED_DOCUMENTS_FILES=str(CLIENT_MANIFEST),
+    )
+
+
+@pytest.fixture
+async def page(browser: Browser, server: LiveServer) -> AsyncIterator[Page]:
+    context = await browser.new_context(base_url=server.url)
+    await serve_reference_page(context, server, google_client_id=CLIENT_ID)
+    # Nothing leaves the machine: any request not for the server is refused...
+    await context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
+    # ...but the profile picture, which comes from Google's image host...
+    await context.route(
+        "https://lh3.googleusercontent.com/**",
+        lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=AVATAR),
+    )
+    # ...and Google Identity Services, which is the stub.
+    await context.route(
+        GSI_CLIENT,
+        lambda route: route.fulfill(
+            status=200, content_type="text/javascript; charset=utf-8", body=GSI_STUB
+        ),
+    )
+    page = await context.new_page()
+    try:
+        yield page
+    finally:
+        await context.close()

@@ -12,51 +12,27 @@ app, the HTTP requests, the HttpOnly cookie, token expiry.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
 import pytest
 
-from graphql_api.web.client_page import CLIENT_MANIFEST
 from tests.e2e.conftest import (
     ACCESS_TOKEN_TTL,
+    DOCUMENTS,
+    by_id,
     page_errors,
     results_dir,
-    serve_reference_page,
 )
-from tests.fake_google import CLIENT_ID, FakeGoogle
+from tests.fake_google import FakeGoogle
 from tests.live_server import LiveServer
 
 if TYPE_CHECKING:
     from playwright.async_api import Browser, Page, Request
 
-GSI_CLIENT = "https://accounts.google.com/gsi/client"
-GSI_STUB = """
-window.google = { accounts: { id: {
-  initialize(config) { window.__gsiConfig = config; },
-  renderButton(parent) {
-    const button = document.createElement("button");
-    button.type = "button";
-    button.textContent = "Sign in with Google (test stub)";
-    button.addEventListener("click", async () => {
-      const config = window.__gsiConfig;
-      const credential = await window.mintGoogleIdToken(config.nonce ?? null);
-      config.callback({ credential, select_by: "btn" });
-    });
-    parent.append(button);
-  },
-  prompt() {}, cancel() {}, disableAutoSelect() {},
-} } };
-"""
-AVATAR = (
-    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><circle cx="16" cy="16" r="16"'
-    ' fill="#7c3aed"/><text x="16" y="22" font-size="16" text-anchor="middle" fill="#fff"'
-    ' font-family="sans-serif">A</text></svg>'
-)
 ADA: dict[str, Any] = {"sub": "e2e-ada", "email": "ada@example.com", "name": "Ada Lovelace"}
 OLIVIA: dict[str, Any] = {
     "sub": "e2e-olivia",
@@ -65,24 +41,6 @@ OLIVIA: dict[str, Any] = {
 }
 OTHER_DEVICE = "Ada's phone (e2e)"
 PER_USER = 12  # with a page size of 10: three pages of categories in all
-OPERATION = re.compile(r"^\s*(?:query|mutation|subscription)\s+(\w+)")
-# The page's operations: name -> documentId, read from its manifest as the page reads it.
-
-
-def _operation_name(text: str) -> str:
-    match = OPERATION.match(text)
-    assert match is not None, text
-    return match.group(1)
-
-
-DOCUMENTS = {
-    _operation_name(text): f"sha256:{key}"
-    for key, text in json.loads(CLIENT_MANIFEST.read_text()).items()
-}
-
-
-def by_id(operation: str, variables: dict[str, object]) -> dict[str, object]:
-    return {"documentId": DOCUMENTS[operation], "variables": variables}
 
 
 async def _seed_user(
@@ -104,43 +62,8 @@ async def _seed_user(
 
 
 @pytest.fixture(scope="module")
-def server(serve: Callable[..., LiveServer]) -> LiveServer:
-    """Production, where only the page's own operations run."""
-    return serve(
-        ENV="production",
-        TRUSTED_DOCUMENTS="require",
-        TRUSTED_DOCUMENTS_FILES=str(CLIENT_MANIFEST),
-    )
-
-
-@pytest.fixture(scope="module")
 def development(serve: Callable[..., LiveServer]) -> LiveServer:
     return serve()
-
-
-@pytest.fixture
-async def page(browser: Browser, server: LiveServer) -> AsyncIterator[Page]:
-    context = await browser.new_context(base_url=server.url)
-    await serve_reference_page(context, server, google_client_id=CLIENT_ID)
-    # Nothing leaves the machine: any request not for the server is refused...
-    await context.route(re.compile(r"^https?://(?!127\.0\.0\.1[:/])"), lambda route: route.abort())
-    # ...but the profile picture, which comes from Google's image host...
-    await context.route(
-        "https://lh3.googleusercontent.com/**",
-        lambda route: route.fulfill(status=200, content_type="image/svg+xml", body=AVATAR),
-    )
-    # ...and Google Identity Services, which is the stub.
-    await context.route(
-        GSI_CLIENT,
-        lambda route: route.fulfill(
-            status=200, content_type="text/javascript; charset=utf-8", body=GSI_STUB
-        ),
-    )
-    page = await context.new_page()
-    try:
-        yield page
-    finally:
-        await context.close()
 
 
 def _body(request: Request) -> dict[str, Any]:
@@ -210,6 +133,9 @@ async def test_a_person_signs_in_manages_categories_and_sessions_and_signs_out(
     await page.expose_function("mintGoogleIdToken", mint)
     errors = page_errors(page)
     log = GraphQLLog(page)
+    # This test is about HTTP. The page's live socket would refresh the access token at its
+    # expiry itself (test_live_updates.py), so here it reaches a stand-in that never answers.
+    await page.route_web_socket(re.compile(r"/graphql$"), lambda socket: None)
 
     # Signed out at first: the Google button (stubbed) is offered.
     await page.goto("/")

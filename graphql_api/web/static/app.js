@@ -1,18 +1,22 @@
-// The reference client: Google sign-in, categories with cursor paging, sessions, logout.
-// Every GraphQL call goes through graphql() from graphql-client.js, by operation name:
-// the operations are in operations/*.graphql, and only their ids travel.
+// The reference client: Google sign-in, categories with cursor paging and live changes,
+// sessions, logout. Every GraphQL call goes through graphql() from graphql-client.js, and
+// the live changes through subscribe() from live.js, by operation name: the operations
+// are in operations/*.graphql, and only their ids travel.
 import {
   GraphQLRequestError,
   graphql,
   refreshAccessToken,
   setAccessToken,
 } from "./graphql-client.js";
+import { subscribe } from "./live.js";
 
 const GSI_CLIENT = "https://accounts.google.com/gsi/client";
 const PAGE_SIZE = 10;
 
+const SIGNED_OUT = "You are signed out: your session ended or was revoked. Please sign in again.";
+
 const $ = (id) => document.getElementById(id);
-const state = { config: null, user: null, nonce: null, cursors: [null], page: 0 };
+const state = { config: null, user: null, nonce: null, cursors: [null], page: 0, stopLive: null };
 
 // ---- messages --------------------------------------------------------------------
 
@@ -23,7 +27,7 @@ function describe(error) {
   }
   switch (error.code) {
     case "UNAUTHENTICATED":
-      return "You are signed out: your session ended or was revoked. Please sign in again.";
+      return SIGNED_OUT;
     case "FORBIDDEN":
       return "Not allowed: only its owner or an admin can change this.";
     case "NOT_FOUND":
@@ -84,6 +88,7 @@ function loadGoogleIdentityServices() {
 }
 
 async function showSignedOut() {
+  stopLive();
   state.user = null;
   setAccessToken(null);
   $("loading").hidden = true;
@@ -157,10 +162,12 @@ async function showSignedIn(user) {
   if (user.pictureUrl) avatar.src = user.pictureUrl;
   state.cursors = [null];
   state.page = 0;
+  startLive();
   await Promise.all([loadCategories(), loadSessions()]);
 }
 
 async function logout() {
+  stopLive(); // before the session ends: its "Session ended" close is expected here
   try {
     await graphql("Logout"); // ends the session and clears the refresh cookie
     window.google?.accounts?.id?.disableAutoSelect();
@@ -231,7 +238,7 @@ function editCategory(item, category) {
 async function deleteCategory(item, category) {
   try {
     await graphql("DeleteCategory", { id: category.id });
-    item.remove();
+    removeCategory(category.id);
     notify(`Deleted “${category.name}”.`);
   } catch (error) {
     fail(error);
@@ -246,9 +253,7 @@ async function createCategory(event) {
     const data = await graphql("CreateCategory", {
       input: { name: $("new-name").value, description: description || null },
     });
-    // New categories sort last; show this one on top of the current page until the next load.
-    $("category-list").querySelector(".empty")?.remove();
-    $("category-list").prepend(categoryItem(data.createCategory, { fresh: true }));
+    showCategory(data.createCategory, { fresh: true });
     form.reset();
     notify(`Created “${data.createCategory.name}”.`);
   } catch (error) {
@@ -256,9 +261,79 @@ async function createCategory(event) {
   }
 }
 
+function listed(id) {
+  return $("category-list").querySelector(`li.category[data-id="${CSS.escape(id)}"]`);
+}
+
+/** Show a new category on top of the current page (new ones sort last) until the next load. */
+function showCategory(category, { fresh = false } = {}) {
+  const shown = listed(category.id);
+  if (shown) {
+    // Already there: the live event and the mutation's answer may come in either order.
+    if (!shown.querySelector("form")) shown.replaceWith(categoryItem(category, { fresh: shown.classList.contains("new") }));
+    return;
+  }
+  $("category-list").querySelector(".empty")?.remove();
+  $("category-list").prepend(categoryItem(category, { fresh }));
+}
+
+function removeCategory(id) {
+  listed(id)?.remove();
+  if (!$("category-list").children.length) $("category-list").append(el("li", { className: "empty" }, "No categories yet."));
+}
+
 function turnPage(step) {
   state.page = Math.max(0, state.page + step);
   return loadCategories();
+}
+
+// ---- live changes ----------------------------------------------------------------
+
+const LIVE_STATES = {
+  connecting: "connecting…",
+  live: "live",
+  reconnecting: "reconnecting…",
+  offline: "offline",
+  off: "",
+};
+
+function showLiveState(name) {
+  const badge = $("live-state");
+  badge.dataset.state = name;
+  badge.textContent = LIVE_STATES[name];
+  badge.hidden = name === "off";
+  badge.title = name === "offline" ? "Live updates stopped: reload the page to resume them." : "";
+}
+
+/** Categories appear, change and disappear as they change anywhere (another tab, another client). */
+function onCategoryEvent({ categoryEvents: event }) {
+  if (event.kind === "DELETED") removeCategory(event.categoryId);
+  else if (event.kind === "CREATED") showCategory(event.category, { fresh: true });
+  else if (listed(event.categoryId)) showCategory(event.category); // not shown: on another page
+}
+
+function startLive() {
+  stopLive();
+  state.stopLive = subscribe(
+    "CategoryEvents",
+    {},
+    {
+      next: onCategoryEvent,
+      state: showLiveState,
+      resync: loadCategories,
+      signedOut: () => {
+        notify(SIGNED_OUT, "error");
+        showSignedOut();
+      },
+      failed: (error) => notify(`Live updates are off: ${describe(error)}`, "error"),
+    },
+  );
+}
+
+function stopLive() {
+  state.stopLive?.();
+  state.stopLive = null;
+  showLiveState("off");
 }
 
 // ---- sessions --------------------------------------------------------------------

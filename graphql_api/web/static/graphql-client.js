@@ -78,6 +78,18 @@ export function setAccessToken(token) {
   accessToken = token;
 }
 
+/** The access token in use now (a WebSocket's connectionParams hands it over). */
+export function currentAccessToken() {
+  return accessToken;
+}
+
+/** The trusted document id of `operationName`: "sha256:<hex>", from the manifest. */
+export async function documentIdOf(operationName) {
+  const documentId = (await loadDocumentIds()).get(operationName);
+  if (!documentId) throw new Error(`${operationName} is not in ${MANIFEST}: rebuild it.`);
+  return documentId;
+}
+
 function isUnauthenticated(body) {
   return (body.errors ?? []).some((e) => e.extensions?.code === "UNAUTHENTICATED");
 }
@@ -105,8 +117,7 @@ function loadDocumentIds() {
 }
 
 async function post(operationName, variables, token) {
-  const documentId = (await loadDocumentIds()).get(operationName);
-  if (!documentId) throw new Error(`${operationName} is not in ${MANIFEST}: rebuild it.`);
+  const documentId = await documentIdOf(operationName);
   const headers = {
     "content-type": "application/json", // JSON only: the service refuses anything else
     "x-refresh-token-transport": "cookie",
