@@ -19,7 +19,9 @@ from graphql import (
     GraphQLScalarType,
     get_named_type,
 )
+from strawberry.permission import PermissionExtension
 
+from graphql_api.api.permissions import IsAuthenticated
 from graphql_api.api.schema import build_schema
 from tests.conftest import GraphQLClient, error_codes
 
@@ -77,6 +79,32 @@ async def create_category(
 
 
 # --- anonymous -------------------------------------------------------------------
+
+
+def authenticated_guard(field: GraphQLField) -> bool:
+    """Whether the field's permission extensions include ``IsAuthenticated``."""
+    definition = field.extensions["strawberry-definition"]
+    return any(
+        isinstance(permission, IsAuthenticated)
+        for extension in definition.extensions
+        if isinstance(extension, PermissionExtension)
+        for permission in extension.permissions
+    )
+
+
+def test_every_root_field_but_sign_in_has_an_authenticated_guard() -> None:
+    # The anonymous calls below cannot see a missing guard on a mutation whose resolver
+    # calls ``require_user()``: it answers UNAUTHENTICATED just the same. Read the guards.
+    roots = [SCHEMA.query_type, SCHEMA.mutation_type, SCHEMA.subscription_type]
+    unguarded = [
+        f"{root.name}.{name}"
+        for root in roots
+        if root is not None
+        for name, field in root.fields.items()
+        if not authenticated_guard(field)
+    ]
+    # They take credentials (a Google ID token, a refresh token) instead of a signed-in caller.
+    assert unguarded == ["Mutation.googleLogin", "Mutation.refreshToken"]
 
 
 @pytest.mark.parametrize("name", sorted(QUERY_FIELDS))
