@@ -422,6 +422,41 @@ def test_migrate_new_writes_a_revision_for_what_the_models_changed(tmp_path: Pat
     assert "create_index" in source and "ix_revocations_revoked_at" in source
 
 
+def test_migrate_new_writes_timestamp_columns_without_importing_the_application(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    env = {"GRAPHQL_API_DATABASE_URL": f"sqlite:///{tmp_path}/m.db"}
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    assert run("migrate", env=env).returncode == 0
+    # The models have a table the database lacks, with a UTCDateTime column (revoked_at).
+    with sqlite3.connect(tmp_path / "m.db") as db:
+        db.execute("DROP TABLE revocations")
+    wrote = run("migrate", "new", "revocations", "--versions-dir", str(versions), env=env)
+    assert wrote.returncode == 0, wrote.stderr
+    assert "loaded twice" not in wrote.stderr
+    (path,) = versions.iterdir()
+    source = path.read_text()
+    assert "create_table" in source and "revoked_at" in source
+    # The type the column is, not the application's converter (a NameError on upgrade).
+    assert "sa.DateTime(timezone=True)" in source and "graphql_api" not in source
+    compile(source, str(path), "exec")
+
+
+def test_the_package_revisions_are_loaded_once_when_a_new_one_goes_beside_them() -> None:
+    import warnings
+
+    from graphql_api.db.revisions import VERSIONS, _scripts
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        scripts = _scripts("sqlite:///unused.db", VERSIONS)
+        assert scripts.get_current_head() == head_revision().split()[0]
+    assert not [w for w in caught if "loaded twice" in str(w.message)]
+
+
 def test_dev_token_away_from_the_server_files_refuses_and_creates_nothing(
     tmp_path: Path,
 ) -> None:

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util import CommandError
@@ -56,10 +57,19 @@ class RevisionStatus:
 def _scripts(url: str, versions_dir: Path | None = None) -> ScriptDirectory:
     config = alembic_config(url)
     if versions_dir is not None:
-        # Both: the new revision follows the package's head but is written elsewhere.
-        config.set_main_option("version_path_separator", "os")
-        config.set_main_option("version_locations", f"{VERSIONS}:{versions_dir}")
+        _locations(config, versions_dir)
     return ScriptDirectory.from_config(config)
+
+
+def _locations(config: Config, versions_dir: Path) -> None:
+    """The package's revisions and, when it is elsewhere, the folder a new one goes to (the
+    new revision follows the package's head). Never one folder twice: alembic would warn
+    that every revision in it is "loaded twice"."""
+    config.set_main_option("version_path_separator", "os")
+    same = versions_dir.resolve() == VERSIONS.resolve()
+    config.set_main_option(
+        "version_locations", str(VERSIONS) if same else f"{VERSIONS}:{versions_dir}"
+    )
 
 
 def _revision(script: Script) -> Revision:
@@ -161,8 +171,7 @@ async def new_revision(
         ):
             return None
         config = alembic_config(url)
-        config.set_main_option("version_path_separator", "os")
-        config.set_main_option("version_locations", f"{VERSIONS}:{versions_dir}")
+        _locations(config, versions_dir)
         config.set_main_option("file_template", "%%(rev)s_%%(slug)s")
         config.attributes["connection"] = connection
         config.cmd_opts = argparse.Namespace(quiet=True)  # no "Generating ..." on stdout

@@ -9,9 +9,18 @@ from alembic import context
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from graphql_api.db.models import Base
+from graphql_api.db.models import Base, UTCDateTime
 
 target_metadata = Base.metadata
+
+
+def _render_item(kind: str, item: Any, _autogen: Any) -> str | bool:
+    """Autogenerate writes ``UTCDateTime`` as the column type it is, ``sa.DateTime``: a
+    migration imports no application code (which can change after it is written), and the
+    type only converts values in Python."""
+    if kind == "type" and isinstance(item, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
 
 
 def _run(connection: Connection) -> None:
@@ -19,6 +28,7 @@ def _run(connection: Connection) -> None:
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
+        render_item=_render_item,
     )
     with context.begin_transaction():
         context.run_migrations()
