@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
 from sqlalchemy.engine import Connection
@@ -14,7 +14,7 @@ from graphql_api.db.models import Base, UTCDateTime
 target_metadata = Base.metadata
 
 
-def _render_item(kind: str, item: Any, _autogen: Any) -> str | bool:
+def _render_item(kind: str, item: Any, _autogen: Any) -> str | Literal[False]:
     """Autogenerate writes ``UTCDateTime`` as the column type it is, ``sa.DateTime``: a
     migration imports no application code (which can change after it is written), and the
     type only converts values in Python."""
