@@ -18,10 +18,10 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from starlette.types import ASGIApp
 
+from bench.apps import TokenDecoder, floor, rest, strawberry_default
+from bench.data import USERS, Caller, seed, sign_in
+from bench.workloads import SERVERS, W2, W3, WORKLOADS, Workload
 from graphql_api.container import Container
-from tests.benchmarks.apps import TokenDecoder, floor, rest, strawberry_default
-from tests.benchmarks.data import USERS, Caller, seed, sign_in
-from tests.benchmarks.workloads import SERVERS, W2, W3, WORKLOADS, Workload
 
 pytestmark = pytest.mark.both_databases
 

@@ -9,7 +9,7 @@ p99), and a run at half that rate (p99 at half load). Then the memory of "ours" 
 ``bench-results/bench.md``, ``bench.json`` and ``bench.png``; exits 1 if any response was
 wrong, so a fast but broken server never wins.
 
-Run: ``make bench`` (or ``.venv/bin/python -m tests.benchmarks.run --help``).
+Run: ``make bench`` (or ``.venv/bin/python -m bench.run --help``).
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
+from bench import observability
+from bench.data import CLIENT_ID, Caller, production_settings, seed, sign_in
+from bench.workloads import SERVERS, W3, WORKLOADS, Workload
 from graphql_api.auth.keys import generate_key_file
 from graphql_api.container import Container
 from graphql_api.db.migrate import migrate
 from graphql_api.db.models import Revocation
 from graphql_api.services.revocation import RevocationList
-from tests.benchmarks import observability
-from tests.benchmarks.data import CLIENT_ID, Caller, production_settings, seed, sign_in
-from tests.benchmarks.workloads import SERVERS, W3, WORKLOADS, Workload
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).with_name("workload.lua")
 BIN = Path(sys.executable).parent
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -224,9 +224,9 @@ class Server:
             command = [str(BIN / "graphql-api"), "serve", "--port", str(self.port)]
         else:
             factory = {
-                "floor": "tests.benchmarks.apps:floor",
-                "rest": "tests.benchmarks.apps:rest_from_env",
-                "strawberry-default": "tests.benchmarks.apps:strawberry_default_from_env",
+                "floor": "bench.apps:floor",
+                "rest": "bench.apps:rest_from_env",
+                "strawberry-default": "bench.apps:strawberry_default_from_env",
             }[name]
             command = [
                 str(BIN / "python"),
@@ -779,7 +779,7 @@ async def revocation_cost(
 
 
 def keyset(rows: int) -> dict[str, object] | None:
-    from tests.benchmarks import keyset as keyset_check
+    from bench import keyset as keyset_check
 
     print(f"bench: keyset pagination over {rows:,} categories on PostgreSQL", flush=True)
     try:
