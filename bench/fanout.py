@@ -169,7 +169,12 @@ async def client(args: argparse.Namespace, payload: str) -> FanoutResult:
         control = None
         if args.mode == "bare":
             control = await stack.enter_async_context(
-                connect(args.ws + "/control", compression=None, ping_interval=None)
+                connect(
+                    args.ws + "/control",
+                    subprotocols=[PROTOCOL],
+                    compression=None,
+                    ping_interval=None,
+                )
             )
 
         async def trigger(name: str) -> None:
