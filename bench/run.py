@@ -510,7 +510,7 @@ def targets(report: Report) -> list[Target]:
                 rows.append(
                     (
                         f"{title} {key} {server} / raw",
-                        f"{value:.2f}",
+                        f"{value:.3f}",
                         f">= {want}" if trusted else "(beside it)",
                         value >= want if trusted else None,
                     )
