@@ -34,8 +34,8 @@ $(CHROMIUM):
 	CHROMIUM=$(CHROMIUM) scripts/ensure-chromium
 
 lint: venv
-	$(BIN)/ruff check graphql_api tests scripts/audit.py
-	$(BIN)/ruff format --check graphql_api tests scripts/audit.py
+	$(BIN)/ruff check graphql_api tests bench scripts/audit.py
+	$(BIN)/ruff format --check graphql_api tests bench scripts/audit.py
 	$(BIN)/mypy
 	$(BIN)/mypy scripts/audit.py
 
@@ -46,9 +46,9 @@ audit: venv
 	$(BIN)/python scripts/audit.py $(AUDIT_ARGS)
 
 # Benchmark: servers pinned to core 0, wrk on core 1; writes bench-results/. See
-# tests/benchmarks/run.py (installs wrk with apt-get when missing). BENCH_ARGS=--help.
+# bench/run.py (installs wrk with apt-get when missing). BENCH_ARGS=--help.
 bench: venv
-	$(BIN)/python -m tests.benchmarks.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 schema: venv
 	$(BIN)/graphql-api export-schema

@@ -2,6 +2,8 @@
 
 Runs in-process over ASGI on both databases, on the benchmark's own data set and token,
 so that a broken server or workload fails `make test` instead of a ten-minute bench run.
+raw (the limit) is held to the same answers as ours, byte for byte where the JSON is the
+same; ours-trusted is ours with TRUSTED_DOCUMENTS=require and the workloads' manifest.
 """
 
 from __future__ import annotations
@@ -18,10 +20,14 @@ from sqlalchemy import event
 from sqlalchemy.engine import Connection
 from starlette.types import ASGIApp
 
+from bench.apps import floor, rest, strawberry_default
+from bench.data import USERS, Caller, seed, sign_in
+from bench.raw import RawApp
+from bench.tokens import TokenDecoder
+from bench.workloads import SERVERS, W2, W3, W4, WORKLOADS, Workload, manifest
 from graphql_api.container import Container
-from tests.benchmarks.apps import TokenDecoder, floor, rest, strawberry_default
-from tests.benchmarks.data import USERS, Caller, seed, sign_in
-from tests.benchmarks.workloads import SERVERS, W2, W3, WORKLOADS, Workload
+from graphql_api.repositories import categories as categories_repo
+from tests.conftest import AppClient
 
 pytestmark = pytest.mark.both_databases
 
@@ -48,10 +54,17 @@ async def caller(container: Container) -> Caller:
 
 @pytest.fixture
 async def clients(
-    app: ASGIApp, container: Container, keys_file: Path
+    app: ASGIApp,
+    app_client: AppClient,
+    container: Container,
+    database_url: str,
+    keys_file: Path,
+    tmp_path: Path,
 ) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
     decoder = TokenDecoder(keys_file)
+    raw = RawApp(database_url=database_url, decoder=decoder)
     apps: dict[str, ASGIApp] = {
+        "raw": raw,
         "floor": floor(),
         "rest": rest(db=container.db, decoder=decoder),
         "strawberry-default": strawberry_default(db=container.db, decoder=decoder),
@@ -61,9 +74,20 @@ async def clients(
         name: httpx.AsyncClient(transport=httpx.ASGITransport(app=a), base_url="http://bench")
         for name, a in apps.items()
     }
+    documents = tmp_path / "bench.manifest.json"
+    documents.write_bytes(orjson.dumps(manifest()))
+    trusted = await app_client(
+        env="production",
+        jwt_keys_file=keys_file,
+        trusted_documents="require",
+        trusted_documents_files=[documents],
+    )
+    clients["ours-trusted"] = trusted.http
     yield clients
     for client in clients.values():
         await client.aclose()
+    if raw.store is not None:
+        await raw.store.close()
 
 
 async def run(
@@ -119,16 +143,45 @@ async def test_every_server_answers_every_workload_with_200_and_no_errors(
 
 
 @pytest.mark.parametrize("workload", [W2, W3], ids=["W2", "W3"])
-async def test_rest_twin_and_default_strawberry_return_the_same_json_as_ours(
+async def test_raw_rest_twin_and_default_strawberry_return_the_same_json_as_ours(
     clients: dict[str, httpx.AsyncClient], caller: Caller, workload: Workload
 ) -> None:
     bodies = {
         server: orjson.loads((await run(clients, server, workload, caller)).content)
-        for server in ("rest", "strawberry-default", "ours")
+        for server in ("raw", "rest", "strawberry-default", "ours", "ours-trusted")
     }
 
-    assert bodies["rest"] == bodies["ours"]
-    assert bodies["strawberry-default"] == bodies["ours"]
+    for server in ("raw", "rest", "strawberry-default", "ours-trusted"):
+        assert bodies[server] == bodies["ours"], server
+
+
+async def test_raw_refuses_what_it_does_not_know_with_errors(
+    clients: dict[str, httpx.AsyncClient], caller: Caller
+) -> None:
+    raw = clients["raw"]
+    auth = {"authorization": f"Bearer {caller.token}"}
+
+    unknown = await raw.post("/graphql", json={"query": "{ me { id } }"}, headers=auth)
+    anonymous = await raw.post("/graphql", json={"query": W2.document})
+    forged = await raw.post(
+        "/graphql", json={"query": W2.document}, headers={"authorization": "Bearer x.y.z"}
+    )
+
+    assert unknown.status_code == 400 and "errors" in unknown.json()
+    assert anonymous.status_code == 401 and "errors" in anonymous.json()
+    assert forged.status_code == 401 and "errors" in forged.json()
+
+
+async def test_raw_commits_what_it_creates(
+    clients: dict[str, httpx.AsyncClient], container: Container, caller: Caller
+) -> None:
+
+    response = await run(clients, "raw", W4, caller)
+    created = response.json()["data"]["createCategory"]
+
+    async with container.db.reader() as session:
+        rows = await categories_repo.get_by_ids(session=session, ids=[int(created["id"])])
+    assert [(r.name, r.owner_id) for r in rows] == [(created["name"], caller.user_id)]
 
 
 class StatementLog:

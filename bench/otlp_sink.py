@@ -1,6 +1,6 @@
 """An OTLP/HTTP receiver that discards what it is sent, for the benchmark's tracing runs.
 
-Run pinned to the client's core (``taskset -c 1 python -m tests.benchmarks.otlp_sink``):
+Run pinned to the client's core (``taskset -c 1 python -m bench.otlp_sink``):
 the service exports to it at full speed, so the network and a collector are never what is
 measured; only the service's own cost of making and exporting spans is. ``GET /stats``
 answers how many export requests and bytes it has taken.

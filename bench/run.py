@@ -1,15 +1,23 @@
-"""`make bench`: GraphQL at the cost of REST, measured side by side in one run.
+"""`make bench`: ours beside the physical limit of its stack (raw), on SQLite and PostgreSQL.
 
-Prepares one SQLite file (10 users, 200 categories) and one real session, then starts each
-server with uvicorn pinned to core 0 (``taskset -c 0``) and drives it from core 1 with
-``wrk`` (``taskset -c 1``) through ``workload.lua``, which checks every response (200, no
-``"errors"``). Per workload and server: a warm-up, a run at full speed (requests/s, p50,
-p99), and a run at half that rate (p99 at half load). Then the memory of "ours" across
-100,000 W3 requests and the keyset pagination check on PostgreSQL. Writes
-``bench-results/bench.md``, ``bench.json`` and ``bench.png``; exits 1 if any response was
-wrong, so a fast but broken server never wins.
+Per database (a SQLite file, a throwaway PostgreSQL database; 10 users, 200 categories and
+one real session each), starts each server with uvicorn pinned to core 0 (``taskset -c
+0``) and drives it from core 1 with ``wrk`` (``taskset -c 1``) through ``workload.lua``,
+which checks every response (200, no ``"errors"``). Per workload and server: a warm-up, a
+run at full speed (requests/s, p50, p99), and a run at half that rate (p99 at half load).
+Then the memory of ours across 100,000 W3 requests (SQLite), the keyset pagination check
+on PostgreSQL, and the fan-out of one event to 1,000 subscriptions beside a bare
+``websockets`` broadcast (``fanout.py``). Prints the table and the issue's target lines
+(MET or MISSED, with the ratio), and writes ``bench-results/bench.md``, ``bench.json`` and
+``bench.png``; exits 1 if any response was wrong, so a fast but broken server never wins.
 
-Run: ``make bench`` (or ``.venv/bin/python -m tests.benchmarks.run --help``).
+The servers (``workloads.SERVERS``): raw (``raw.py``, the limit), floor (a constant from
+FastAPI), ours-trusted (ours, TRUSTED_DOCUMENTS=require, the workloads sent by document
+id), ours (free-form queries, TRUSTED_DOCUMENTS=off), rest and strawberry-default
+(``apps.py``).
+
+Run: ``make bench`` (or ``.venv/bin/python -m bench.run --help``; ``--quick`` for a
+short run of everything).
 """
 
 from __future__ import annotations
@@ -29,34 +37,34 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
+from bench import fanout, observability
+from bench.data import CLIENT_ID, Caller, production_settings, seed, sign_in
+from bench.workloads import SERVERS, W3, WORKLOADS, Workload, manifest
 from graphql_api.auth.keys import generate_key_file
 from graphql_api.container import Container
 from graphql_api.db.migrate import migrate
 from graphql_api.db.models import Revocation
 from graphql_api.services.revocation import RevocationList
-from tests.benchmarks import observability
-from tests.benchmarks.data import CLIENT_ID, Caller, production_settings, seed, sign_in
-from tests.benchmarks.workloads import SERVERS, W3, WORKLOADS, Workload
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 LUA = Path(__file__).with_name("workload.lua")
 BIN = Path(sys.executable).parent
 PG_ADMIN_DSN = os.environ.get("TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVER_CORE, CLIENT_CORE = "0", "1"
 
-# (label, numerator server, denominator server, workload, target)
-RATIOS = [
-    ("W1 ours / floor", "ours", "floor", "W1", 0.5),
-    ("W2 ours / rest", "ours", "rest", "W2", 1.0),
-    ("W3 ours / rest", "ours", "rest", "W3", 0.8),
-    ("W3 ours / strawberry-default", "ours", "strawberry-default", "W3", 5.0),
-    ("W4 ours / rest", "ours", "rest", "W4", 0.9),
-]
+DATABASES = {"sqlite": "SQLite", "postgres": "PostgreSQL"}
+# Issue 16's targets: ours (trusted documents) / raw per workload; ours / rest.
+RAW_TARGETS = {"W1": 0.5, "W2": 0.5, "W3": 0.5, "W4": 0.3}
+REST_TARGET = 1.2
+OURS = ("ours-trusted", "ours")
 MEMORY_CHECKPOINTS = (20_000, 100_000)
 MEMORY_TOLERANCE = 0.10
 KEYSET_TARGET = 1.2
@@ -91,6 +99,7 @@ class Cell:
 
 @dataclass
 class Result:
+    db: str
     server: str
     workload: str
     full: Cell
@@ -104,16 +113,18 @@ class Report:
     machine: dict[str, str]
     settings: dict[str, object]
     results: list[Result] = field(default_factory=list)
+    dbs: list[str] = field(default_factory=list)
     memory: dict[str, int] = field(default_factory=dict)
+    fanout: dict[str, dict[str, Any]] | None = None
     keyset: dict[str, object] | None = None
     revocation: dict[str, float] | None = None
     observability: dict[str, object] | None = None
     observability_markdown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
-    def cell(self, server: str, workload: str) -> Result | None:
+    def cell(self, db: str, server: str, workload: str) -> Result | None:
         for result in self.results:
-            if result.server == server and result.workload == workload:
+            if result.db == db and result.server == server and result.workload == workload:
                 return result
         return None
 
@@ -184,6 +195,32 @@ async def prepare(database_url: str, keys_file: Path) -> Caller:
         await container.close()
 
 
+@contextmanager
+def database(kind: str, tmp: Path) -> Iterator[str]:
+    """A SQLAlchemy URL of an empty database of that kind: a file in ``tmp``, or a
+    throwaway PostgreSQL database (dropped afterwards)."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp}/bench.db"
+        return
+    import asyncpg
+
+    name = f"graphql_api_bench_{secrets.token_hex(4)}"
+
+    async def admin(statement: str) -> None:
+        connection = await asyncpg.connect(PG_ADMIN_DSN, timeout=5)
+        try:
+            await connection.execute(statement)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://")
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -196,7 +233,8 @@ def free_port() -> int:
 
 class Server:
     """One server process pinned to the server core, logging into the results folder.
-    Names starting with "ours" are ours (with ``env`` added: the observability copies)."""
+    Names starting with "ours" are ours (with ``env`` added: the observability copies);
+    ours-trusted reads the workloads' manifest written beside the key file."""
 
     def __init__(
         self,
@@ -205,6 +243,8 @@ class Server:
         keys_file: Path,
         logs: Path,
         env_extra: dict[str, str] | None = None,
+        *,
+        log_name: str | None = None,
     ) -> None:
         self.name = name
         self.port = free_port()
@@ -221,12 +261,19 @@ class Server:
                 # The workloads send free-form queries, as to the other servers.
                 GRAPHQL_API_TRUSTED_DOCUMENTS="off",
             )
+            if name == "ours-trusted":
+                env.update(
+                    GRAPHQL_API_TRUSTED_DOCUMENTS="require",
+                    GRAPHQL_API_TRUSTED_DOCUMENTS_FILES=str(manifest_file(keys_file)),
+                )
+            env.update(env_extra or {})
             command = [str(BIN / "graphql-api"), "serve", "--port", str(self.port)]
         else:
             factory = {
-                "floor": "tests.benchmarks.apps:floor",
-                "rest": "tests.benchmarks.apps:rest_from_env",
-                "strawberry-default": "tests.benchmarks.apps:strawberry_default_from_env",
+                "raw": "bench.raw:from_env",
+                "floor": "bench.apps:floor",
+                "rest": "bench.apps:rest_from_env",
+                "strawberry-default": "bench.apps:strawberry_default_from_env",
             }[name]
             command = [
                 str(BIN / "python"),
@@ -240,7 +287,7 @@ class Server:
                 "--log-level",
                 "warning",
             ]
-        self.log = (logs / f"{name}.log").open("wb")
+        self.log = (logs / f"{log_name or name}.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603
             ["taskset", "-c", SERVER_CORE, *command],  # noqa: S607
             cwd=ROOT,
@@ -297,6 +344,10 @@ class Load:
     memory_budget: int
 
 
+def manifest_file(keys_file: Path) -> Path:
+    return keys_file.with_name("bench.manifest.json")
+
+
 def wrk(
     wrk_path: str,
     server: Server,
@@ -316,7 +367,7 @@ def wrk(
         BENCH_PATH=request.path,
         BENCH_BODY=(request.body or b"").decode(),
         BENCH_TOKEN=caller.token if workload.authenticated else "",
-        BENCH_UNIQUE=f"bench-{server.name}-{secrets.token_hex(4)}" if workload.unique_names else "",
+        BENCH_UNIQUE=f"b-{server.name}-{secrets.token_hex(4)}" if workload.unique_names else "",
         BENCH_RATE=str(rate),
         BENCH_CONNECTIONS=str(connections),
         BENCH_SERVICE_MS=str(service_ms),
@@ -343,11 +394,19 @@ def wrk(
 
 
 def bench_server(
-    wrk_path: str, server: Server, caller: Caller, load: Load, report: Report, *, memory: bool
+    wrk_path: str,
+    server: Server,
+    db: str,
+    caller: Caller,
+    load: Load,
+    report: Report,
+    workloads: list[Workload],
+    *,
+    memory: bool,
 ) -> None:
-    """All workloads of one server, in order; ours also runs the memory check after W3."""
+    """The workloads of one server, in order; ours also runs the memory check after W3."""
     served: dict[str, int] = {}
-    for workload in WORKLOADS:
+    for workload in workloads:
         if workload.request_for(server.name) is None:
             continue
         warm = wrk(
@@ -366,7 +425,7 @@ def bench_server(
             connections=load.connections,
             seconds=load.duration,
         )
-        result = Result(server.name, workload.key, full)
+        result = Result(db, server.name, workload.key, full)
         if load.half_duration:
             result.half_target_rps = full.rps / 2
             result.half = wrk(
@@ -383,7 +442,7 @@ def bench_server(
         served[workload.key] = sum(c.requests for c in (warm, full, result.half) if c is not None)
         half = f"  p99 at half rate {result.half.p99_us / 1000:7.2f} ms" if result.half else ""
         print(
-            f"  {server.name:19} {workload.key}  {full.rps:8.0f} req/s  "
+            f"  {DATABASES[db]:10} {server.name:19} {workload.key}  {full.rps:8.0f} req/s  "
             f"p50 {full.p50_us / 1000:6.2f} ms  p99 {full.p99_us / 1000:7.2f} ms{half}"
             + (f"  WRONG: {full.wrong}" if full.wrong else ""),
             flush=True,
@@ -425,30 +484,66 @@ def memory_run(
 # ---------------------------------------------------------------------------- report
 
 
-def ratio(report: Report, numerator: str, denominator: str, workload: str) -> float | None:
-    top, bottom = report.cell(numerator, workload), report.cell(denominator, workload)
+def ratio(report: Report, db: str, numerator: str, denominator: str, workload: str) -> float | None:
+    top = report.cell(db, numerator, workload)
+    bottom = report.cell(db, denominator, workload)
     if top is None or bottom is None:
         return None
     return top.full.rps / bottom.full.rps
 
 
-def targets(report: Report) -> list[tuple[str, str, str, bool]]:
-    """(what, measured, target, met) for every target of the issue that this run measures."""
-    rows = []
-    for label, top, bottom, workload, target in RATIOS:
-        value = ratio(report, top, bottom, workload)
-        if value is not None:
-            rows.append((label, f"{value:.2f}x", f">= {target}x", value >= target))
-    for workload in ("W2", "W3", "W4"):
-        ours, rest = report.cell("ours", workload), report.cell("rest", workload)
-        if ours and rest and ours.half and rest.half:
-            rows.append(
-                (
-                    f"{workload} p99 at half max rate, ours vs rest",
-                    f"{ours.half.p99_us / 1000:.2f} ms vs {rest.half.p99_us / 1000:.2f} ms",
-                    "ours <= rest",
-                    ours.half.p99_us <= rest.half.p99_us,
+Target = tuple[str, str, str, bool | None]  # what, measured, wanted, met (None: reported)
+
+
+def targets(report: Report) -> list[Target]:
+    """Every target of the issue that this run measures, and the figures reported beside
+    them (ours with free-form queries against raw)."""
+    rows: list[Target] = []
+    for db in report.dbs:
+        title = DATABASES[db]
+        for key, want in RAW_TARGETS.items():
+            for server in OURS:
+                value = ratio(report, db, server, "raw", key)
+                if value is None:
+                    continue
+                trusted = server == "ours-trusted"
+                rows.append(
+                    (
+                        f"{title} {key} {server} / raw",
+                        f"{value:.3f}",
+                        f">= {want}" if trusted else "(beside it)",
+                        value >= want if trusted else None,
+                    )
                 )
+        for key in ("W2", "W3", "W4"):
+            for server in OURS:
+                value = ratio(report, db, server, "rest", key)
+                if value is not None:
+                    rows.append(
+                        (
+                            f"{title} {key} {server} / rest",
+                            f"{value:.2f}x",
+                            f">= {REST_TARGET}x",
+                            value >= REST_TARGET,
+                        )
+                    )
+        for key in ("W2", "W3", "W4"):
+            rest = report.cell(db, "rest", key)
+            for server in OURS:
+                ours = report.cell(db, server, key)
+                if ours and rest and ours.half and rest.half:
+                    rows.append(
+                        (
+                            f"{title} {key} p99 at half max rate, {server} vs rest",
+                            f"{ours.half.p99_us / 1000:.2f} vs {rest.half.p99_us / 1000:.2f} ms",
+                            "ours <= rest",
+                            ours.half.p99_us <= rest.half.p99_us,
+                        )
+                    )
+        value = ratio(report, db, "ours", "strawberry-default", "W3")
+        if value is not None:
+            rows.append(
+                (f"{title} W3 ours / strawberry-default", f"{value:.2f}x", ">= 5x", value >= 5)
             )
     if report.memory:
         m = report.memory
@@ -476,37 +571,92 @@ def targets(report: Report) -> list[tuple[str, str, str, bool]]:
     return rows
 
 
-def markdown(report: Report) -> str:
+def verdict(met: bool | None) -> str:
+    return "-" if met is None else "MET" if met else "MISSED"
+
+
+def rps_table(report: Report) -> list[str]:
+    """Requests/s per server (rows) per database and workload (columns)."""
+    columns = [
+        (db, w.key)
+        for db in report.dbs
+        for w in WORKLOADS
+        if any(r.db == db and r.workload == w.key for r in report.results)
+    ]
     lines = [
-        f"Run {report.started} on {report.machine['cpu']} ({report.machine['cores']} cores), "
-        f"Python {report.machine['python']}, strawberry-graphql "
+        "| server | " + " | ".join(f"{DATABASES[db]} {key}" for db, key in columns) + " |",
+        "|---|" + "---:|" * len(columns),
+    ]
+    for server in SERVERS:
+        cells = [report.cell(db, server, key) for db, key in columns]
+        if any(cells):
+            lines.append(
+                f"| {server} | "
+                + " | ".join(f"{c.full.rps:,.0f}" if c else "-" for c in cells)
+                + " |"
+            )
+    return lines
+
+
+def fanout_markdown(found: dict[str, dict[str, Any]]) -> list[str]:
+    lines = [
+        "| fan-out (one event) | subscribers | p50 ms | p99 ms | max ms | deliveries/s "
+        "| connect s | checked |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for label, result in found.items():
+        checked = f"{result['delivered']:,} ok" + (
+            f", {result['wrong']} wrong, {result['missing']} missing"
+            if result["wrong"] or result["missing"]
+            else ""
+        )
+        lines.append(
+            f"| {label} | {result['subscribers']:,} | {result['p50_ms']:.1f} | "
+            f"{result['p99_ms']:.1f} | {result['max_ms']:.1f} | {result['events_per_s']:,.0f} | "
+            f"{result['connect_s']:.1f} | {checked} |"
+        )
+    return lines
+
+
+def markdown(report: Report) -> str:
+    dbs = " and ".join(DATABASES[db] for db in report.dbs)
+    lines = [
+        f"Run {report.started} on {report.machine['cpu']} ({report.machine['cores']} cores, "
+        f"shared), Python {report.machine['python']}, strawberry-graphql "
         f"{report.machine['strawberry-graphql']}, uvicorn {report.machine['uvicorn']}. "
         f"Servers on core {SERVER_CORE}, wrk on core {CLIENT_CORE}, "
         f"{report.settings['connections']} connections, {report.settings['duration']} s per "
-        f"cell after a {report.settings['warmup']} s warm-up; SQLite, 10 users, 200 categories.",
+        f"cell after a {report.settings['warmup']} s warm-up; {dbs}, 10 users, 200 categories.",
         "",
-        "| workload | server | req/s | p50 ms | p99 ms "
+        "Requests/s:",
+        "",
+        *rps_table(report),
+        "",
+        "| db | workload | server | req/s | p50 ms | p99 ms "
         "| p99 ms at half rate (offered / got req/s) |",
-        "|---|---|---:|---:|---:|---:|",
+        "|---|---|---|---:|---:|---:|---:|",
     ]
-    for workload in WORKLOADS:
-        for server in SERVERS:
-            result = report.cell(server, workload.key)
-            if result is None:
-                continue
-            full, half = result.full, result.half
-            half_text = (
-                f"{half.p99_us / 1000:.2f} ({result.half_target_rps:.0f} / {half.rps:.0f})"
-                if half
-                else "-"
-            )
-            lines.append(
-                f"| {workload.key} | {server} | {full.rps:,.0f} | {full.p50_us / 1000:.2f} | "
-                f"{full.p99_us / 1000:.2f} | {half_text} |"
-            )
-    lines += ["", "| target | measured | wanted | met |", "|---|---|---|---|"]
+    for db in report.dbs:
+        for workload in WORKLOADS:
+            for server in SERVERS:
+                result = report.cell(db, server, workload.key)
+                if result is None:
+                    continue
+                full, half = result.full, result.half
+                half_text = (
+                    f"{half.p99_us / 1000:.2f} ({result.half_target_rps:.0f} / {half.rps:.0f})"
+                    if half
+                    else "-"
+                )
+                lines.append(
+                    f"| {DATABASES[db]} | {workload.key} | {server} | {full.rps:,.0f} | "
+                    f"{full.p50_us / 1000:.2f} | {full.p99_us / 1000:.2f} | {half_text} |"
+                )
+    lines += ["", "| target | measured | wanted | |", "|---|---|---|---|"]
     for what, measured, wanted, met in targets(report):
-        lines.append(f"| {what} | {measured} | {wanted} | {'yes' if met else '**no**'} |")
+        lines.append(f"| {what} | {measured} | {wanted} | {verdict(met)} |")
+    if report.fanout:
+        lines += ["", *fanout_markdown(report.fanout)]
     if report.keyset:
         k = report.keyset
         lines += [
@@ -549,24 +699,35 @@ def chart(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     colors = {
+        "raw": "#000000",
         "floor": "#9e9e9e",
         "rest": "#1f77b4",
         "strawberry-default": "#ff7f0e",
-        "ours": "#2ca02c",
+        "ours": "#98df8a",
+        "ours-trusted": "#2ca02c",
     }
-    figure, axes = plt.subplots(1, len(WORKLOADS), figsize=(14, 4))
-    for axis, workload in zip(axes, WORKLOADS, strict=True):
-        names, values = [], []
-        for server in SERVERS:
-            result = report.cell(server, workload.key)
-            if result is not None:
-                names.append(server)
-                values.append(result.full.rps)
-        bars = axis.bar(names, values, color=[colors[n] for n in names])
-        axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
-        axis.set_title(f"{workload.key}: {workload.title}", fontsize=9)
-        axis.tick_params(axis="x", labelrotation=30, labelsize=8)
-        axis.set_ylabel("requests/s")
+    workloads = [w for w in WORKLOADS if any(r.workload == w.key for r in report.results)]
+    if not workloads or not report.dbs:
+        return
+    figure, axes = plt.subplots(
+        len(report.dbs),
+        len(workloads),
+        figsize=(4 * len(workloads), 4 * len(report.dbs)),
+        squeeze=False,
+    )
+    for row, db in zip(axes, report.dbs, strict=True):
+        for axis, workload in zip(row, workloads, strict=True):
+            names, values = [], []
+            for server in SERVERS:
+                result = report.cell(db, server, workload.key)
+                if result is not None:
+                    names.append(server)
+                    values.append(result.full.rps)
+            bars = axis.bar(names, values, color=[colors[n] for n in names])
+            axis.bar_label(bars, labels=[f"{v:,.0f}" for v in values], fontsize=8)
+            axis.set_title(f"{DATABASES[db]} {workload.key}: {workload.title}", fontsize=9)
+            axis.tick_params(axis="x", labelrotation=30, labelsize=8)
+            axis.set_ylabel("requests/s")
     figure.suptitle(f"graphql_api benchmark, {report.started} (one core per server)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
@@ -584,13 +745,29 @@ def main(argv: list[str] | None = None) -> int:
         "--half-duration", type=int, default=4, help="seconds at half rate (0: skip)"
     )
     parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--dbs", default=",".join(DATABASES), help="comma list of sqlite, postgres")
     parser.add_argument("--servers", default=",".join(SERVERS), help="comma list")
+    parser.add_argument(
+        "--workloads", default=",".join(w.key for w in WORKLOADS), help="comma list: W1,W2"
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="a short run of everything: 2 s cells, 1 s at half rate, 100 subscribers; "
+        "no memory, keyset or observability runs",
+    )
     parser.add_argument("--no-memory", action="store_true", help="skip the 100k W3 memory run")
     parser.add_argument(
         "--memory-budget", type=int, default=200, help="max seconds for the memory run"
     )
     parser.add_argument("--no-keyset", action="store_true", help="skip the PostgreSQL check")
     parser.add_argument("--keyset-rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--fanout-only", action="store_true", help="run only the fan-out (about a minute)"
+    )
+    parser.add_argument("--no-fanout", action="store_true", help="skip the fan-out")
+    parser.add_argument("--subscribers", type=int, default=1000, help="fan-out subscriptions")
+    parser.add_argument("--fanout-rounds", type=int, default=10, help="events measured")
     parser.add_argument(
         "--observability-only",
         action="store_true",
@@ -609,8 +786,20 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench-results")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.duration, args.warmup, args.half_duration = 2, 1, 1
+        args.no_memory = args.no_keyset = args.no_observability = True
+        args.subscribers, args.fanout_rounds = min(args.subscribers, 100), 3
+    if args.fanout_only:
+        args.no_memory = args.no_keyset = args.no_observability = True
+    dbs = [db for db in args.dbs.split(",") if db]
+    servers = [name for name in args.servers.split(",") if name]
+    workloads = [w for w in WORKLOADS if w.key in args.workloads.split(",")]
+    unknown = (set(dbs) - set(DATABASES)) | (set(servers) - set(SERVERS))
+    if unknown or not workloads:
+        parser.error(f"unknown databases, servers or workloads: {sorted(unknown)}")
 
-    wrk_path = ensure_wrk()
+    wrk_path = "" if args.fanout_only else ensure_wrk()
     started = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
     logs = args.out / "logs"
@@ -626,6 +815,8 @@ def main(argv: list[str] | None = None) -> int:
             "duration": load.duration,
             "warmup": load.warmup,
             "half_duration": load.half_duration,
+            "subscribers": args.subscribers,
+            "fanout_rounds": args.fanout_rounds,
         },
     )
     print(f"bench: {report.machine['cpu']}, {report.machine['cores']} cores", flush=True)
@@ -633,49 +824,56 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="graphql-api-bench-") as tmp:
         keys_file = Path(tmp) / "jwks.json"
         generate_key_file(keys_file)
-        database_url = f"sqlite+aiosqlite:///{tmp}/bench.db"
-        caller = asyncio.run(prepare(database_url, keys_file))
-        print(f"bench: database and session ready ({database_url})", flush=True)
-        if not args.no_observability:
-            print("bench: the cost of metrics and tracing (ours, W2 and W3)", flush=True)
-            comparison = observability.compare(
-                start=lambda name, env: Server(name, database_url, keys_file, logs, env),
-                measure=lambda server, workload, seconds: wrk(
-                    wrk_path,
-                    server,
-                    workload,
-                    caller,
-                    connections=load.connections,
-                    seconds=seconds,
-                ),
-                sink_port=free_port(),
-                client_core=CLIENT_CORE,
-                logs=logs,
-                rounds=args.observability_rounds,
-                duration=load.duration,
-                warmup=load.warmup,
-                count_instructions=not args.no_instructions and ensure_valgrind(),
-            )
-            report.observability = observability.as_json(comparison)
-            report.observability_markdown = observability.markdown(comparison)
-            if comparison.wrong:
-                report.notes.append(f"observability: {comparison.wrong} wrong responses")
-        if args.observability_only:
-            return finish_observability_only(report, args.out, started)
-        for name in args.servers.split(","):
-            server = Server(name, database_url, keys_file, logs)
-            try:
-                bench_server(wrk_path, server, caller, load, report, memory=not args.no_memory)
-            finally:
-                server.stop()
-            if server.process.returncode not in (0, -signal.SIGTERM):
-                report.notes.append(f"{name} exited with {server.process.returncode}")
-
-        w2 = report.cell("ours", "W2")
-        report.revocation = asyncio.run(
-            revocation_cost(database_url, keys_file, w2.full.rps if w2 else None)
-        )
-        print("  " + revocation_markdown(report.revocation)[0], flush=True)
+        manifest_file(keys_file).write_text(json.dumps(manifest(), indent=2))
+        for db in dbs:
+            with database(db, Path(tmp)) as database_url:
+                caller = asyncio.run(prepare(database_url, keys_file))
+                print(f"bench: {DATABASES[db]} database and session ready", flush=True)
+                if db == "sqlite" and not args.no_observability:
+                    run_observability(args, report, wrk_path, database_url, keys_file, caller)
+                    if args.observability_only:
+                        return finish_observability_only(report, args.out, started)
+                if not args.fanout_only:
+                    report.dbs.append(db)
+                    for name in servers:
+                        server = Server(
+                            name, database_url, keys_file, logs, log_name=f"{name}-{db}"
+                        )
+                        try:
+                            bench_server(
+                                wrk_path,
+                                server,
+                                db,
+                                caller,
+                                load,
+                                report,
+                                workloads,
+                                memory=db == "sqlite" and not args.no_memory,
+                            )
+                        finally:
+                            server.stop()
+                        if server.process.returncode not in (0, -signal.SIGTERM):
+                            report.notes.append(
+                                f"{name} ({db}) exited with {server.process.returncode}"
+                            )
+                if db == dbs[0] and not args.no_fanout:
+                    report.fanout = fanout_run(
+                        database_url, keys_file, caller, logs, args, Path(tmp)
+                    )
+                    report.notes.append(
+                        f"Fan-out on {DATABASES[db]}, one process, no Redis: "
+                        f"{args.fanout_rounds} events, each to {args.subscribers:,} "
+                        f"categoryEvents subscriptions of one asyncio client on core "
+                        f"{CLIENT_CORE}; latency from just before the trigger (ours: the "
+                        f"createCategory POST) to each arrival; deliveries/s is subscribers "
+                        f"over the last arrival's latency (median event)."
+                    )
+                w2 = report.cell(db, "ours", "W2")
+                if db == "sqlite" and not args.fanout_only:
+                    report.revocation = asyncio.run(
+                        revocation_cost(database_url, keys_file, w2.full.rps if w2 else None)
+                    )
+                    print("  " + revocation_markdown(report.revocation)[0], flush=True)
 
     if report.memory and report.memory["checkpoint_high"] < MEMORY_CHECKPOINTS[1]:
         report.notes.append(
@@ -704,13 +902,151 @@ def main(argv: list[str] | None = None) -> int:
     for r in wrong:
         cells = [c for c in (r.full, r.half) if c is not None]
         print(
-            f"bench: FAILED: {r.server} {r.workload}: "
+            f"bench: FAILED: {DATABASES[r.db]} {r.server} {r.workload}: "
             f"{sum(c.bad_status for c in cells)} non-200, "
             f"{sum(c.graphql_errors for c in cells)} with errors, "
             f"{sum(c.non2xx for c in cells)} non-2xx (wrk)",
             file=sys.stderr,
         )
-    return 1 if wrong else 0
+    fanout_failed = [
+        label
+        for label, found in (report.fanout or {}).items()
+        if found["wrong"] or found["missing"] or not found["delivered"]
+    ]
+    for label in fanout_failed:
+        print(f"bench: FAILED: fan-out {label}: {report.fanout and report.fanout[label]}")
+    return 1 if wrong or fanout_failed else 0
+
+
+def run_observability(
+    args: argparse.Namespace,
+    report: Report,
+    wrk_path: str,
+    database_url: str,
+    keys_file: Path,
+    caller: Caller,
+) -> None:
+    logs = args.out / "logs"
+    print("bench: the cost of metrics and tracing (ours, W2 and W3)", flush=True)
+    comparison = observability.compare(
+        start=lambda name, env: Server(name, database_url, keys_file, logs, env),
+        measure=lambda server, workload, seconds: wrk(
+            wrk_path,
+            server,
+            workload,
+            caller,
+            connections=args.connections,
+            seconds=seconds,
+        ),
+        sink_port=free_port(),
+        client_core=CLIENT_CORE,
+        logs=logs,
+        rounds=args.observability_rounds,
+        duration=args.duration,
+        warmup=args.warmup,
+        count_instructions=not args.no_instructions and ensure_valgrind(),
+    )
+    report.observability = observability.as_json(comparison)
+    report.observability_markdown = observability.markdown(comparison)
+    if comparison.wrong:
+        report.notes.append(f"observability: {comparison.wrong} wrong responses")
+
+
+# ---------------------------------------------------------------------------- fan-out
+
+
+def fanout_client(arguments: list[str], timeout: float) -> dict[str, Any]:
+    """One fan-out client process on the client core; its FANOUT_RESULT."""
+    done = subprocess.run(  # noqa: S603
+        ["taskset", "-c", CLIENT_CORE, str(BIN / "python"), "-m", "bench.fanout", "client"]  # noqa: S607
+        + arguments,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode not in (0, 1):
+        raise RuntimeError(f"fan-out client failed ({done.returncode}): {done.stderr[-3000:]}")
+    return fanout.parse(done.stdout)
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"the bare broadcast server exited with {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+def fanout_run(
+    database_url: str,
+    keys_file: Path,
+    caller: Caller,
+    logs: Path,
+    args: argparse.Namespace,
+    tmp: Path,
+) -> dict[str, dict[str, Any]]:
+    """One createCategory to ``args.subscribers`` subscriptions of ours, then the same JSON
+    from a bare websockets broadcast server; both servers on the server core."""
+    subscribers, rounds = args.subscribers, args.fanout_rounds
+    common = ["--subscribers", str(subscribers), "--rounds", str(rounds)]
+    timeout = 120 + rounds * 40 + subscribers / 10
+    print(f"bench: fan-out of one event to {subscribers:,} subscriptions", flush=True)
+    # One user holds every subscription: its per-user and per-process socket limits are
+    # raised for the benchmark (every other defence stays on).
+    limits = {
+        "GRAPHQL_API_WS_MAX_CONNECTIONS_PER_USER": str(subscribers + 10),
+        "GRAPHQL_API_MAX_CONNECTIONS": str(subscribers + 100),
+    }
+    server = Server("ours", database_url, keys_file, logs, limits, log_name="ours-fanout")
+    try:
+        ws = server.url.replace("http://", "ws://") + "/graphql"
+        ours = fanout_client(
+            ["--mode", "ours", "--ws", ws, "--http", f"{server.url}/graphql"]
+            + ["--token", caller.token, *common],
+            timeout,
+        )
+    finally:
+        server.stop()
+    print(
+        f"  ours: p50 {ours['p50_ms']:.1f} ms, p99 {ours['p99_ms']:.1f} ms, "
+        f"{ours['events_per_s']:,.0f} deliveries/s ({ours['delivered']:,} checked, "
+        f"{ours['wrong']} wrong, {ours['missing']} missing)",
+        flush=True,
+    )
+    payload = tmp / "fanout-message.json"
+    payload.write_text(ours["sample"] or json.dumps({"type": "next", "id": "1"}))
+    port = free_port()
+    with (logs / "bare-broadcast.log").open("wb") as log:
+        process = subprocess.Popen(  # noqa: S603
+            ["taskset", "-c", SERVER_CORE, str(BIN / "python"), "-m", "bench.fanout"]  # noqa: S607
+            + ["serve", "--port", str(port)],
+            cwd=ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_port(port, process)
+            bare = fanout_client(
+                ["--mode", "bare", "--ws", f"ws://127.0.0.1:{port}", "--payload", str(payload)]
+                + common,
+                timeout,
+            )
+        finally:
+            process.terminate()
+            process.wait(timeout=30)
+    print(
+        f"  bare websockets broadcast: p50 {bare['p50_ms']:.1f} ms, p99 {bare['p99_ms']:.1f} "
+        f"ms, {bare['events_per_s']:,.0f} deliveries/s",
+        flush=True,
+    )
+    return {"ours": ours, "bare websockets broadcast": bare}
 
 
 def finish_observability_only(report: Report, out: Path, started: float) -> int:
@@ -779,7 +1115,7 @@ async def revocation_cost(
 
 
 def keyset(rows: int) -> dict[str, object] | None:
-    from tests.benchmarks import keyset as keyset_check
+    from bench import keyset as keyset_check
 
     print(f"bench: keyset pagination over {rows:,} categories on PostgreSQL", flush=True)
     try:

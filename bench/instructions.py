@@ -8,7 +8,7 @@ revocation poll and the batch exports run on timers). ``count()`` runs this modu
 the benchmark's data and token, production settings, free-form queries), warms it up,
 and counts only while it sends ``requests`` requests straight to the ASGI app (no
 network, no server loop), then flushes the spans still batched so that their export is
-counted too. Run: ``python -m tests.benchmarks.instructions VARIANT W2|W3 N`` (under
+counted too. Run: ``python -m bench.instructions VARIANT W2|W3 N`` (under
 valgrind; ``count()`` does that).
 """
 
@@ -24,7 +24,7 @@ from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
-from tests.benchmarks.workloads import W2, W3
+from bench.workloads import W2, W3
 
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
@@ -44,12 +44,12 @@ def count(environment: dict[str, str], metrics: bool, workload: str, requests: i
                 f"--callgrind-out-file={tmp}/callgrind.out",
                 sys.executable,
                 "-m",
-                "tests.benchmarks.instructions",
+                "bench.instructions",
                 "metrics" if metrics else "-",
                 workload,
                 str(requests),
             ],
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=Path(__file__).resolve().parents[1],
             env=env,
             capture_output=True,
             text=True,
@@ -70,11 +70,11 @@ def _instrument(on: bool) -> None:
 
 
 async def _run(metrics: bool, workload: str, requests: int) -> None:
+    from bench.data import production_settings, seed, sign_in
     from graphql_api.app import create_app
     from graphql_api.auth.keys import generate_key_file
     from graphql_api.container import Container
     from graphql_api.db.migrate import migrate
-    from tests.benchmarks.data import production_settings, seed, sign_in
 
     with tempfile.TemporaryDirectory(prefix="graphql-api-instructions-db-") as tmp:
         keys = Path(tmp) / "jwks.json"

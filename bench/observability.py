@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from tests.benchmarks import instructions
-from tests.benchmarks.workloads import W2, W3, Workload
+from bench import instructions
+from bench.workloads import W2, W3, Workload
 
 
 class Measured(Protocol):
@@ -130,9 +130,9 @@ class Sink:
         self.url = f"http://127.0.0.1:{port}"
         self.log = (logs / "otlp-sink.log").open("wb")
         self.process = subprocess.Popen(  # noqa: S603
-            ["taskset", "-c", core, sys.executable, "-m", "tests.benchmarks.otlp_sink"]  # noqa: S607
+            ["taskset", "-c", core, sys.executable, "-m", "bench.otlp_sink"]  # noqa: S607
             + ["--port", str(port)],
-            cwd=Path(__file__).resolve().parents[2],
+            cwd=Path(__file__).resolve().parents[1],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )

@@ -22,7 +22,6 @@ from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
-import jwt
 import strawberry
 from fastapi import Depends, FastAPI, HTTPException
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -33,38 +32,12 @@ from strawberry.dataloader import DataLoader
 from strawberry.fastapi import GraphQLRouter
 from strawberry.permission import BasePermission
 
-from graphql_api.auth.keys import load_key_set
+from bench.tokens import TokenDecoder
 from graphql_api.db.engine import Database
 from graphql_api.records import UserRecord
 from graphql_api.repositories import categories as categories_repo
 from graphql_api.repositories import users as users_repo
 from graphql_api.services.validation import clean_name, name_key
-
-
-class TokenDecoder:
-    """The blog post's JWT check: PyJWT, one public key, audience and issuer."""
-
-    def __init__(
-        self, keys_file: Path, *, issuer: str = "graphql-api", audience: str = "graphql-api"
-    ):
-        key = load_key_set(keys_file).current
-        self.key = key.verifying_key
-        self.algorithm = key.algorithm
-        self.issuer = issuer
-        self.audience = audience
-
-    def user_id(self, token: str) -> int | None:
-        try:
-            claims = jwt.decode(
-                token,
-                self.key,
-                algorithms=[self.algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-            )
-        except jwt.PyJWTError:
-            return None
-        return int(claims["sub"])
 
 
 def _lifespan(db: Database) -> Any:
