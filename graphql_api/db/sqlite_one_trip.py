@@ -110,6 +110,14 @@ class _OneTripConnection(AsyncAdapt_aiosqlite_connection):
             return
         super().rollback()
 
+    def commit(self) -> None:
+        # Likewise after a single statement run in autocommit (``Database.statement()``):
+        # nothing is open, nothing to commit, no trip.
+        driver = self._connection._connection
+        if driver is not None and not driver.in_transaction:
+            return
+        super().commit()
+
 
 class _OneTripDBAPI(AsyncAdapt_aiosqlite_dbapi):
     """aiosqlite as SQLAlchemy adapts it, with the cheaper connection."""

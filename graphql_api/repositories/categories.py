@@ -74,7 +74,7 @@ _INSERT = insert(Category).returning(Category.id)
 
 async def insert_row(
     *,
-    session: AsyncSession,
+    session: Executor,
     name: str,
     name_key: str,
     description: str | None,

@@ -95,8 +95,8 @@ class CategoryService:
         now = self.clock.now()
         try:
             # One statement: the unique index on name_key is the duplicate check, and it
-            # holds however many clients race for the same name.
-            async with self.db.writer() as session:
+            # holds however many clients race for the same name. It commits by itself.
+            async with self.db.statement() as session:
                 category_id = await categories_repo.insert_row(
                     session=session,
                     name=name,

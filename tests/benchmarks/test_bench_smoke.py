@@ -201,6 +201,29 @@ class StatementLog:
             event.remove(engine, "before_cursor_execute", self._record)
 
 
+async def test_w4_is_one_statement_with_no_transaction_around_it(
+    clients: dict[str, httpx.AsyncClient], container: Container, caller: Caller
+) -> None:
+    await run(clients, "ours", W4, caller)  # warm-up: the write connection opened
+    log = StatementLog(container)
+    try:
+        names = []
+        for _ in range(3):
+            response = await run(clients, "ours", W4, caller)
+            assert response.status_code == 200 and "errors" not in response.json()
+            names.append(response.json()["data"]["createCategory"]["name"])
+    finally:
+        log.close()
+    per_request = [s for s in log.statements if "revocations" not in s]
+    # No BEGIN IMMEDIATE on SQLite (asyncpg's BEGIN/COMMIT are not cursor statements):
+    # the INSERT alone, committed by itself.
+    assert len(per_request) == 3, per_request
+    assert all(s.lstrip().upper().startswith("INSERT INTO CATEGORIES") for s in per_request)
+    async with container.db.reader() as connection:  # committed: another connection sees it
+        found = await categories_repo.page(session=connection, after_id=None, limit=10_000)
+    assert set(names) <= {record.name for record in found}
+
+
 @pytest.mark.parametrize("server", ["rest", "strawberry-default", "ours"])
 async def test_w3_issues_exactly_two_sql_statements_per_request(
     clients: dict[str, httpx.AsyncClient], container: Container, caller: Caller, server: str
