@@ -248,3 +248,30 @@ async def test_a_session_ended_elsewhere_signs_the_page_out_without_reconnecting
     assert len(sockets.opened) == 1
     assert requests.names()[sent:] == []
     assert errors == []
+
+
+async def test_tabs_refreshing_at_once_keep_the_session(
+    page: Page, fake_google: FakeGoogle
+) -> None:
+    """Two tabs share the refresh cookie; when both refresh at the same moment (their live
+    sockets reach the token's expiry together), the second exchange must use the cookie the
+    first left, not the same refresh token (reuse, which ends the session everywhere)."""
+    from playwright.async_api import expect
+
+    ada = who("Ada Byron")
+    await sign_in(page, fake_google, ada)
+    other = await page.context.new_page()
+    await other.goto("/")  # signed in from the shared cookie
+    await expect(other.locator("#user-name")).to_have_text(ada["name"])
+
+    refresh = """() => import('/static/graphql-client.js')
+        .then((client) => client.refreshAccessToken())
+        .then((tokens) => tokens.accessToken.length > 0, (error) => String(error))"""
+    for _ in range(3):
+        both = await asyncio.gather(page.evaluate(refresh), other.evaluate(refresh))
+        assert both == [True, True]
+    # Both tabs' sessions still answer (a reuse would have ended the one session).
+    sessions = """() => import('/static/graphql-client.js')
+        .then((client) => client.graphql('MySessions'))
+        .then((data) => data.mySessions.length, (error) => String(error))"""
+    assert [await page.evaluate(sessions), await other.evaluate(sessions)] == [1, 1]

@@ -56,9 +56,18 @@ export async function graphql(operationName, variables = {}) {
   return body.data;
 }
 
-/** Exchange the refresh cookie for a new access token: one request however many callers. */
+// The tabs of one browser share the refresh cookie, and two exchanges of one refresh token
+// at once count as reuse, which ends the session: one exchange at a time across tabs
+// (Web Locks), each with the cookie the one before it left.
+function oneTabAtATime(exchange) {
+  const locks = globalThis.navigator?.locks;
+  return locks ? locks.request("graphql-api-refresh", exchange) : exchange();
+}
+
+/** Exchange the refresh cookie for a new access token: one request however many callers,
+ * in this tab and in the browser's other tabs. */
 export function refreshAccessToken() {
-  refreshing ??= post("Refresh", {}, null)
+  refreshing ??= oneTabAtATime(() => post("Refresh", {}, null))
     .then((body) => {
       if (body.errors?.length) {
         accessToken = null; // the session is over: sign in again
