@@ -269,7 +269,7 @@ async def test_tabs_refreshing_at_once_keep_the_session(
         .then((tokens) => tokens.accessToken.length > 0, (error) => String(error))"""
     for _ in range(3):
         both = await asyncio.gather(page.evaluate(refresh), other.evaluate(refresh))
-        assert both == [True, True]
+        assert list(both) == [True, True]
     # Both tabs' sessions still answer (a reuse would have ended the one session).
     sessions = """() => import('/static/graphql-client.js')
         .then((client) => client.graphql('MySessions'))
