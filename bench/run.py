@@ -132,17 +132,23 @@ class Report:
 # ---------------------------------------------------------------------------- setup
 
 
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
+def _apt_install(program: str, *, required: bool) -> str | None:
+    """``program`` from PATH, installed from the Debian packages when missing (None: it
+    could not be; with ``required``, a failed install stops the run)."""
+    found = shutil.which(program)
     if found:
         return found
-    print("wrk not found: installing it from the Debian packages", flush=True)
+    print(f"{program} not found: installing it from the Debian packages", flush=True)
     sudo = [] if os.geteuid() == 0 else ["sudo"]
-    install = [*sudo, "apt-get", "install", "-y", "wrk"]
+    install = [*sudo, "apt-get", "install", "-y", program]
     if subprocess.run(install, check=False).returncode != 0:  # noqa: S603
-        subprocess.run([*sudo, "apt-get", "update"], check=True)  # noqa: S603
-        subprocess.run(install, check=True)  # noqa: S603
-    found = shutil.which("wrk")
+        subprocess.run([*sudo, "apt-get", "update"], check=required)  # noqa: S603
+        subprocess.run(install, check=required)  # noqa: S603
+    return shutil.which(program)
+
+
+def ensure_wrk() -> str:
+    found = _apt_install("wrk", required=True)
     if not found:
         sys.exit("bench: wrk is not installed and could not be installed")
     return found
@@ -151,15 +157,7 @@ def ensure_wrk() -> str:
 def ensure_valgrind() -> bool:
     """valgrind counts instructions for the observability comparison; installed from the
     Debian packages when missing (False: it could not be, and the count is skipped)."""
-    if shutil.which("valgrind"):
-        return True
-    print("valgrind not found: installing it from the Debian packages", flush=True)
-    sudo = [] if os.geteuid() == 0 else ["sudo"]
-    install = [*sudo, "apt-get", "install", "-y", "valgrind"]
-    if subprocess.run(install, check=False).returncode != 0:  # noqa: S603
-        subprocess.run([*sudo, "apt-get", "update"], check=False)  # noqa: S603
-        subprocess.run(install, check=False)  # noqa: S603
-    return shutil.which("valgrind") is not None
+    return _apt_install("valgrind", required=False) is not None
 
 
 def machine() -> dict[str, str]:
