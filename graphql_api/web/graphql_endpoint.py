@@ -19,7 +19,7 @@ from time import perf_counter
 from typing import Protocol
 
 import orjson
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import ClientDisconnect, Request, cookie_parser
 from starlette.responses import HTMLResponse, Response
 from starlette.types import Receive, Scope, Send
 
@@ -36,6 +36,9 @@ access = logging.getLogger("graphql_api.access")
 REFRESH_COOKIE = "graphql_api_refresh"
 COOKIE_PATH = "/graphql"
 TRANSPORT_HEADER = "x-refresh-token-transport"
+_TRANSPORT = TRANSPORT_HEADER.encode()
+# The request headers the context is built from (ASGI header names are lowercase).
+_FACT_HEADERS = frozenset({b"user-agent", b"authorization", b"origin", b"host", _TRANSPORT})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 ContextGetter = Callable[[RequestFacts], Awaitable[Context]]
@@ -221,18 +224,29 @@ class GraphQLEndpoint:
         return self._respond(result, request_id, context), result, context
 
     def facts(self, request: Request, request_id: str) -> RequestFacts:
-        headers = request.headers
+        # One pass over the raw headers (each ``request.headers.get`` is a scan of its own;
+        # a header sent twice counts by its first line, as there).
+        first: dict[bytes, str] = {}
+        forwarded: list[str] = []
+        cookies: dict[str, str] = {}  # every Cookie line, a later name winning
+        for key, value in request.scope["headers"]:
+            if key == b"x-forwarded-for":
+                forwarded.append(value.decode("latin-1"))
+            elif key == b"cookie":
+                cookies.update(cookie_parser(value.decode("latin-1")))
+            elif key in _FACT_HEADERS and key not in first:
+                first[key] = value.decode("latin-1")
         peer = request.client.host if request.client else None
         return RequestFacts(
             request_id=request_id,
-            client_ip=client_ip(peer, headers.getlist("x-forwarded-for"), self.proxies),
-            user_agent=headers.get("user-agent"),
-            authorization=headers.get("authorization"),
-            refresh_cookie=request.cookies.get(REFRESH_COOKIE),
-            cookie_transport=headers.get(TRANSPORT_HEADER, "").lower() == "cookie",
-            origin=headers.get("origin"),
+            client_ip=client_ip(peer, forwarded, self.proxies),
+            user_agent=first.get(b"user-agent"),
+            authorization=first.get(b"authorization"),
+            refresh_cookie=cookies.get(REFRESH_COOKIE),
+            cookie_transport=first.get(_TRANSPORT, "").lower() == "cookie",
+            origin=first.get(b"origin"),
             # The scope's scheme, not request.url: building the URL costs more than the rest.
-            addressed_origin=f"{request.scope.get('scheme', 'http')}://{headers.get('host', '')}",
+            addressed_origin=f"{request.scope.get('scheme', 'http')}://{first.get(b'host', '')}",
         )
 
     def _respond(self, result: Result, request_id: str, context: Context | None) -> Response:
