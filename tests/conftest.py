@@ -160,6 +160,9 @@ def make_settings(database_url: str, fake_google: FakeGoogle, **overrides: Any) 
         "login_rate_limit": "1000/minute",
         "refresh_rate_limit": "1000/minute",
         "db_pool_size": 5,
+        # The fake Google answers at once, but a busy machine can hold a fetch past the
+        # default 3 s; the tests of Google's deadline set their own.
+        "google_certs_timeout": 15.0,
         # A plan that fails in a way the plan machinery did not expect fails the test.
         "engine_strict": True,
     }
