@@ -36,6 +36,7 @@ def two_workers(
             "JWT_KEYS_FILE": str(keys_file),
             "GOOGLE_CLIENT_IDS": CLIENT_ID,
             "GOOGLE_CERTS_URL": fake_google.jwks_url,
+            "GOOGLE_CERTS_TIMEOUT": "15",  # a loaded machine, not a slow Google
             "TRUSTED_DOCUMENTS": "off",
             "METRICS": "true",
         }

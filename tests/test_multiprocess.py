@@ -72,6 +72,7 @@ def start(
             "JWT_KEYS_FILE": str(keys_file),
             "GOOGLE_CLIENT_IDS": CLIENT_ID,
             "GOOGLE_CERTS_URL": fake_google.jwks_url,
+            "GOOGLE_CERTS_TIMEOUT": "15",  # a loaded machine, not a slow Google
             # Few logins per client IP per day, shared by every process through Redis.
             "LOGIN_RATE_LIMIT": "3/day",
             # Each test sends its own X-Forwarded-For, so runs never share a counter.

@@ -108,6 +108,7 @@ def serve(fake_google: FakeGoogle, keys_file: Path, tmp_path: Path) -> Iterator[
             "JWT_KEYS_FILE": str(keys_file),
             "GOOGLE_CLIENT_IDS": CLIENT_ID,
             "GOOGLE_CERTS_URL": fake_google.jwks_url,
+            "GOOGLE_CERTS_TIMEOUT": "15",  # a loaded machine, not a slow Google
             "ADMIN_EMAILS": ADMIN_EMAIL,
             "LOGIN_RATE_LIMIT": "1000/minute",
             "REFRESH_RATE_LIMIT": "1000/minute",

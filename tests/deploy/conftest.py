@@ -221,6 +221,7 @@ def app_env(
         "GRAPHQL_API_JWT_KEYS_FILE": KEYS_FILE,
         "GRAPHQL_API_GOOGLE_CLIENT_IDS": CLIENT_ID,
         "GRAPHQL_API_GOOGLE_CERTS_URL": seen_from_container(fake_google.jwks_url),
+        "GRAPHQL_API_GOOGLE_CERTS_TIMEOUT": "15",
         # Free-form queries: no trusted-documents manifest in this test.
         "GRAPHQL_API_TRUSTED_DOCUMENTS": "off",
         "GRAPHQL_API_LOGIN_RATE_LIMIT": "100/minute",

@@ -115,6 +115,7 @@ def serve(
             "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/e2e.db",
             "GOOGLE_CLIENT_IDS": CLIENT_ID,
             "GOOGLE_CERTS_URL": fake_google.jwks_url,
+            "GOOGLE_CERTS_TIMEOUT": "15",  # a loaded machine, not a slow Google
             "JWT_KEYS_FILE": str(keys_file),
             "ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),
             "JWT_LEEWAY": "0",
