@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
 import pytest
 
 from graphql_api.container import Container
+from graphql_api.db.models import User
 from graphql_api.errors import Forbidden
 from graphql_api.records import Role
 from graphql_api.repositories import users as users_repo
@@ -144,3 +146,30 @@ async def test_admin_can_delete_another_user(
     assert (await admin.data(DELETE, {"id": user.user_id}))["deleteUser"] is True
     assert await stored(container, user.user_id) is None
     assert error_codes(await user.gql("{ me { id } }")) == ["UNAUTHENTICATED"]
+
+
+async def test_one_id_reads_the_same_record_as_a_batch(container: Container) -> None:
+    """``records_by_ids`` has a statement of its own for one id (no expanding IN): held to
+    the batch statement's answer, a missing id included."""
+    async with container.db.writer() as session:
+        now = datetime.now(UTC)
+        rows = [
+            User(
+                google_sub=f"one-{n}",
+                email=f"one{n}@example.com",
+                name=f"One {n}",
+                role=Role.ADMIN if n else Role.USER,
+                created_at=now,
+                updated_at=now,
+            )
+            for n in range(2)
+        ]
+        session.add_all(rows)
+        await session.flush()
+        ids = [row.id for row in rows]
+    async with container.db.reader() as connection:
+        batch = await users_repo.records_by_ids(session=connection, ids=[*ids, 424242])
+        for record in batch:
+            assert await users_repo.records_by_ids(session=connection, ids=[record.id]) == [record]
+        assert await users_repo.records_by_ids(session=connection, ids=[424242]) == []
+    assert sorted(r.id for r in batch) == sorted(ids)

@@ -27,6 +27,8 @@ _RECORD = select(
 )
 # Built once: building the statement costs about as much as running it.
 _BY_IDS = _RECORD.where(_table.c.id.in_(bindparam("ids", expanding=True)))
+# One id (``me``, a single owner): no expanding IN, whose SQL is rendered on every call.
+_BY_ID = _RECORD.where(_table.c.id == bindparam("id"))
 _PAGES = {
     after: (_RECORD.where(_table.c.id > bindparam("after_id")) if after else _RECORD)
     .order_by(_table.c.id)
@@ -41,7 +43,10 @@ def record(row: User) -> UserRecord:
 
 
 async def records_by_ids(*, session: Executor, ids: Sequence[int]) -> list[UserRecord]:
-    rows = await session.execute(_BY_IDS, {"ids": list(ids)})
+    if len(ids) == 1:
+        rows = await session.execute(_BY_ID, {"id": ids[0]})
+    else:
+        rows = await session.execute(_BY_IDS, {"ids": list(ids)})
     return [UserRecord._make(row) for row in rows]
 
 
