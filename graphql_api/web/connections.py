@@ -90,6 +90,25 @@ class _Bounded:
     cycle: Any
     loop: asyncio.AbstractEventLoop
 
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)  # type: ignore[call-arg]
+        self._bound()
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        if not self._over_capacity():
+            self._header_deadline.start()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._header_deadline.cancel()
+        super().connection_lost(exc)  # type: ignore[misc]
+
     def _bound(self) -> None:
         limits = self.limits or _configured()
         self._max_connections = limits.max_connections
@@ -117,25 +136,6 @@ class _Bounded:
 class BoundedHttpToolsProtocol(_Bounded, HttpToolsProtocol):
     """uvicorn's httptools protocol (its default) with the header deadline and the cap."""
 
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._bound()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if not self._over_capacity():
-            self._header_deadline.start()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._header_deadline.cancel()
-        super().connection_lost(exc)
-
     def on_message_begin(self) -> None:
         super().on_message_begin()
         self._header_deadline.start()  # already running for a connection's first request
@@ -147,25 +147,6 @@ class BoundedHttpToolsProtocol(_Bounded, HttpToolsProtocol):
 
 class BoundedH11Protocol(_Bounded, H11Protocol):
     """uvicorn's h11 protocol with the header deadline and the cap."""
-
-    def __init__(
-        self,
-        config: Config,
-        server_state: ServerState,
-        app_state: dict[str, Any],
-        _loop: asyncio.AbstractEventLoop | None = None,
-    ) -> None:
-        super().__init__(config, server_state, app_state, _loop)
-        self._bound()
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if not self._over_capacity():
-            self._header_deadline.start()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._header_deadline.cancel()
-        super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
         # h11 has no "message begins" event: a byte arriving while it waits for a request
